@@ -1,0 +1,172 @@
+"""Settings: one pydantic-settings model, read from the environment and `.env`.
+
+A bad value becomes one readable line naming the setting (see `load_settings`), not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.models import ModelId, Price, parse_model_id
+
+CommaList = Annotated[list[str], NoDecode]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful AI teammate in a team chat. Answer clearly and concisely, use Markdown sparingly, "
+    "and use your tools when they help (current time, calculations, reading a web page). "
+    "Say so when you are unsure."
+)
+DEFAULT_ANTHROPIC_MODEL = "anthropic:claude-sonnet-5-5"
+DEFAULT_OPENAI_MODEL = "openai:gpt-5.4-mini"
+
+
+class SettingsError(Exception):
+    """Configuration problems, one readable line each."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # LLM providers. The base URLs are the SDKs' own variables; set OPENAI_BASE_URL for Ollama/vLLM/llama.cpp.
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+
+    bot_model: str | None = None  # provider:model; default depends on which key is set
+    bot_fallback_model: str | None = None
+    bot_models: CommaList = Field(default_factory=list)  # offered by `model` (autocomplete on Discord)
+    bot_system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    bot_max_steps: int = Field(8, ge=1, le=50)
+    bot_max_output_tokens: int = Field(4096, ge=64, le=128_000)
+    bot_context_tokens: int | None = Field(None, ge=2_000)
+    bot_retry_attempts: int = Field(3, ge=1, le=10)
+    bot_provider_timeout: float = Field(120.0, gt=0)
+    bot_pricing: str = ""  # JSON: {"openai:my-model": {"input": 1, "output": 2, ...}} USD per million tokens
+
+    database_url: str = "sqlite:///data/bot.db"
+
+    allowed_users: CommaList = Field(default_factory=list)
+    allowed_channels: CommaList = Field(default_factory=list)
+    admin_users: CommaList = Field(default_factory=list)
+
+    tool_fetch_allow_private: bool = False
+    log_level: str = "INFO"
+
+    @field_validator("bot_models", "allowed_users", "allowed_channels", "admin_users", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("bot_model", "bot_fallback_model", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("bot_model", "bot_fallback_model", "bot_models")
+    @classmethod
+    def _valid_model(cls, value: Any) -> Any:
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                parse_model_id(item)  # ValueError -> readable settings error
+        return value
+
+    @field_validator("bot_pricing")
+    @classmethod
+    def _valid_pricing(cls, value: str) -> str:
+        if value.strip():
+            parse_pricing(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _valid_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("use DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _a_model_is_usable(self) -> Settings:
+        if self.bot_model is None and not self.has_llm:
+            raise ValueError(
+                "no LLM configured: set ANTHROPIC_API_KEY or OPENAI_API_KEY (or OPENAI_BASE_URL)"
+            )
+        return self
+
+    @property
+    def has_llm(self) -> bool:
+        return bool(self.anthropic_api_key or self.openai_api_key or self.openai_base_url)
+
+    @property
+    def model(self) -> ModelId:
+        if self.bot_model:
+            return parse_model_id(self.bot_model)
+        return parse_model_id(DEFAULT_ANTHROPIC_MODEL if self.anthropic_api_key else DEFAULT_OPENAI_MODEL)
+
+    @property
+    def fallback_model(self) -> ModelId | None:
+        return parse_model_id(self.bot_fallback_model) if self.bot_fallback_model else None
+
+    @property
+    def offered_models(self) -> tuple[str, ...]:
+        models = [str(self.model)]
+        if self.fallback_model:
+            models.append(str(self.fallback_model))
+        models += [str(parse_model_id(m)) for m in self.bot_models]
+        return tuple(dict.fromkeys(models))
+
+    @property
+    def prices(self) -> dict[str, Price]:
+        return parse_pricing(self.bot_pricing) if self.bot_pricing.strip() else {}
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for log redaction."""
+        values = [self.anthropic_api_key, self.openai_api_key]
+        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+
+
+def parse_pricing(raw: str) -> dict[str, Price]:
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg})") from None
+    if not isinstance(data, dict):
+        raise ValueError('expected an object like {"openai:my-model": {"input": 1.0, "output": 2.0}}')
+    prices: dict[str, Price] = {}
+    for model, entry in data.items():
+        parse_model_id(model)
+        if not isinstance(entry, dict) or "input" not in entry or "output" not in entry:
+            raise ValueError(f"{model}: give at least input and output prices (USD per million tokens)")
+        try:
+            inp, out = float(entry["input"]), float(entry["output"])
+            prices[model] = Price(
+                inp, out, float(entry.get("cache_read", inp)), float(entry.get("cache_write", inp))
+            )
+        except (TypeError, ValueError):
+            raise ValueError(f"{model}: prices must be numbers") from None
+    return prices
+
+
+def _error_line(error: Any) -> str:
+    location = "_".join(str(part) for part in error.get("loc", ()) if part != "__root__").upper()
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from env and .env; raises SettingsError with one line per bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError([_error_line(e) for e in error.errors(include_input=False)]) from None

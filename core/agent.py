@@ -1,0 +1,352 @@
+"""The agent loop: model step -> tools -> model step ... until an answer, the step limit or a stop.
+
+Every event goes to `emit` (the turn's event stream). History stays valid for every provider whatever
+happens: an assistant message with tool calls is stored together with their results, and a cancelled or
+failed turn still ends with an assistant message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from core.context import (
+    SUMMARISE_INSTRUCTIONS,
+    ContextBudget,
+    build_messages,
+    needs_compaction,
+    split_point,
+    summarise,
+)
+from core.conversation import Block, Message, TextBlock, ToolResultBlock, ToolUseBlock
+from core.events import AgentEvent, Notice, TextDelta, ToolFinished, ToolStarted, TurnDone, TurnFailed
+from core.inbound import InboundMessage
+from core.models import ModelId, context_window, parse_model_id
+from core.providers.base import (
+    ProviderError,
+    ProviderRequest,
+    StopChunk,
+    TextChunk,
+    ToolCallChunk,
+    UsageChunk,
+)
+from core.providers.failover import (
+    AttemptFailed,
+    CallStarted,
+    Chunk,
+    RetryPolicy,
+    StreamCutAfterOutput,
+    stream_with_failover,
+)
+from core.providers.pool import ProviderPool
+from core.sessions import SessionManager, SessionState
+from core.storage.base import Store, ToolCallRecord, TurnRecord
+from core.tokens import TokenCounter
+from core.tools.base import ToolContext
+from core.tools.registry import ToolRegistry
+from core.usage import UsageRecorder
+
+log = logging.getLogger(__name__)
+
+Emit = Callable[[AgentEvent], None]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    default_model: ModelId
+    system_prompt: str
+    fallback_model: ModelId | None = None
+    max_steps: int = 8
+    max_output_tokens: int = 4096
+    context_tokens: int | None = None  # override the model's context window
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+@dataclass
+class _Step:
+    text: str = ""
+    tool_calls: list[ToolCallChunk] = field(default_factory=list)
+    stop_reason: str = ""
+
+
+@dataclass
+class _Turn:
+    """Per-turn state, so a cancel at any point knows what to store."""
+
+    state: SessionState
+    record: TurnRecord
+    inbound: InboundMessage
+    emit: Emit
+    model: ModelId
+    text: str = ""  # all answer text so far (what the user has seen)
+    step_text: str = ""  # text of the step in progress (not yet stored)
+    running_calls: list[ToolCallChunk] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost: float | None = 0.0
+
+    def add_text(self, text: str) -> None:
+        self.text += text
+        self.step_text += text
+        self.emit(TextDelta(text))
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        pool: ProviderPool,
+        tools: ToolRegistry,
+        sessions: SessionManager,
+        store: Store,
+        usage: UsageRecorder,
+        counter: TokenCounter,
+    ) -> None:
+        self.config = config
+        self._pool = pool
+        self._tools = tools
+        self._sessions = sessions
+        self._store = store
+        self._usage = usage
+        self._counter = counter
+
+    def model_for(self, state: SessionState) -> ModelId:
+        return parse_model_id(state.record.model) if state.record.model else self.config.default_model
+
+    def budget_for(self, model: ModelId) -> ContextBudget:
+        window = self.config.context_tokens or context_window(model)
+        return ContextBudget(window, min(self.config.max_output_tokens, window // 4))
+
+    async def run_turn(
+        self, state: SessionState, record: TurnRecord, inbound: InboundMessage, emit: Emit
+    ) -> None:
+        turn = _Turn(state, record, inbound, emit, self.model_for(state))
+        user_message = Message("user", (TextBlock(inbound.text), *inbound.images))
+        refusal = self._too_long(turn, user_message)
+        if refusal:
+            await self._store.set_turn_status(record.id, "failed")
+            emit(TurnFailed("provider_error", refusal))
+            return
+        try:
+            await self._sessions.append(state, [user_message], turn_id=record.id, turn_status="running")
+            await self._loop(turn)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._finish_cancelled(turn))
+        except ProviderError as error:
+            await self._finish_failed(turn, error)
+        except Exception:
+            log.exception("turn %s failed", record.id)
+            await self._finish_failed(
+                turn, ProviderError("something went wrong inside the bot"), "internal_error"
+            )
+
+    def _too_long(self, turn: _Turn, message: Message) -> str | None:
+        budget = self.budget_for(turn.model)
+        tokens = self._counter.count_message(message)
+        limit = int(budget.input_tokens * 0.8)
+        if tokens <= limit:
+            return None
+        return (
+            f"Your message is too long for {turn.model}: about {tokens:,} tokens, and I can take about "
+            f"{limit:,}. Please shorten it or split it up."
+        )
+
+    async def _loop(self, turn: _Turn) -> None:
+        for step_number in range(1, self.config.max_steps + 1):
+            await self._fit_context(turn)
+            if turn.text and not turn.text.endswith("\n\n") and step_number > 1:
+                turn.add_text("\n\n")  # separate the texts of consecutive steps
+            turn.step_text = ""
+            step = await self._model_step(turn)
+            uses = [ToolUseBlock(c.id, c.name, c.input or {}) for c in step.tool_calls]
+            blocks: list[Block] = [TextBlock(step.text)] if step.text else []
+            assistant = Message("assistant", (*blocks, *uses))
+            if not step.tool_calls:
+                await self._finish(turn, [assistant] if blocks else [Message.assistant("(no answer)")])
+                return
+            turn.running_calls = step.tool_calls
+            results = await self._run_tools(turn, step.tool_calls)
+            await self._sessions.append(turn.state, [assistant, results])
+            turn.running_calls = []
+            turn.step_text = ""
+        note = f"I stopped after {self.config.max_steps} tool steps (the step limit). Ask me to continue."
+        turn.emit(Notice("step_limit", note))
+        await self._finish(turn, [Message.assistant(note)])
+
+    async def _finish(self, turn: _Turn, messages: list[Message]) -> None:
+        await self._sessions.append(turn.state, messages, turn_id=turn.record.id, turn_status="done")
+        turn.emit(TurnDone(turn.text, turn.input_tokens, turn.output_tokens, turn.cost))
+
+    async def _finish_cancelled(self, turn: _Turn) -> None:
+        closing = self._closing_messages(turn, "[stopped by the user]", "cancelled by the user")
+        await self._sessions.append(turn.state, closing, turn_id=turn.record.id, turn_status="cancelled")
+        turn.emit(TurnFailed("cancelled", "Stopped.", turn.text))
+
+    async def _finish_failed(self, turn: _Turn, error: ProviderError, reason: str = "provider_error") -> None:
+        cut = isinstance(error, StreamCutAfterOutput)
+        message = (
+            f"The answer was cut off ({error.message}). What you see so far is kept; ask me to continue."
+            if cut
+            else f"Sorry, I could not get an answer from the model: {error.message}"
+        )
+        closing = self._closing_messages(turn, "[answer cut off]", "the turn failed before the tool finished")
+        await self._sessions.append(turn.state, closing, turn_id=turn.record.id, turn_status="failed")
+        turn.emit(
+            TurnFailed(
+                "internal_error" if reason == "internal_error" else "provider_error", message, turn.text
+            )
+        )
+
+    @staticmethod
+    def _closing_messages(turn: _Turn, text_marker: str, tool_note: str) -> list[Message]:
+        """Messages that close a turn that did not finish, keeping tool pairs valid."""
+        closing: list[Message] = []
+        if turn.running_calls:
+            uses = tuple(ToolUseBlock(c.id, c.name, c.input or {}) for c in turn.running_calls)
+            text = (TextBlock(turn.step_text),) if turn.step_text else ()
+            closing.append(Message("assistant", (*text, *uses)))
+            closing.append(
+                Message("user", tuple(ToolResultBlock(c.id, tool_note, True) for c in turn.running_calls))
+            )
+            closing.append(Message.assistant(text_marker))
+        else:
+            closing.append(Message.assistant(f"{turn.step_text} {text_marker}".strip()))
+        return closing
+
+    def _models(self, turn: _Turn) -> list[ModelId]:
+        fallback = self.config.fallback_model
+        return [turn.model, fallback] if fallback and fallback != turn.model else [turn.model]
+
+    def _request(self, turn: _Turn, model: ModelId) -> ProviderRequest:
+        return ProviderRequest(
+            model=model.name,
+            system=self.config.system_prompt,
+            messages=build_messages(turn.state),
+            tools=self._tools.specs(),
+            max_tokens=self.config.max_output_tokens,
+        )
+
+    async def _model_step(self, turn: _Turn) -> _Step:
+        step = _Step()
+        started = time.perf_counter()
+        models = self._models(turn)
+        events = stream_with_failover(self._pool, models, lambda m: self._request(turn, m), self.config.retry)
+        async for event in events:
+            if isinstance(event, CallStarted):
+                started = time.perf_counter()
+            elif isinstance(event, AttemptFailed):
+                await self._on_attempt_failed(turn, event)
+            elif isinstance(event, Chunk):
+                await self._on_chunk(turn, step, event, started)
+        step.text = turn.step_text
+        return step
+
+    async def _on_chunk(self, turn: _Turn, step: _Step, event: Chunk, started: float) -> None:
+        chunk = event.chunk
+        if isinstance(chunk, TextChunk):
+            turn.add_text(chunk.text)
+        elif isinstance(chunk, ToolCallChunk):
+            step.tool_calls.append(chunk)
+        elif isinstance(chunk, UsageChunk):
+            report = await self._usage.record(
+                model=event.model,
+                usage=chunk,
+                inbound=turn.inbound,
+                session_id=turn.state.id,
+                latency_s=time.perf_counter() - started,
+            )
+            turn.input_tokens += chunk.input_tokens + chunk.cache_read_tokens + chunk.cache_write_tokens
+            turn.output_tokens += chunk.output_tokens
+            turn.cost = None if turn.cost is None or report.cost_usd is None else turn.cost + report.cost_usd
+            turn.emit(report)
+        elif isinstance(chunk, StopChunk):
+            step.stop_reason = chunk.reason
+
+    async def _on_attempt_failed(self, turn: _Turn, event: AttemptFailed) -> None:
+        await self._usage.record(
+            model=event.model,
+            usage=UsageChunk(),
+            inbound=turn.inbound,
+            session_id=turn.state.id,
+            latency_s=event.latency_s,
+            error=event.error.message,
+        )
+        if event.next_step == "retry":
+            turn.emit(
+                Notice(
+                    "retrying",
+                    f"{event.model} failed ({event.error.message}); retrying in {event.delay_s:.1f}s",
+                )
+            )
+        elif event.next_step == "fallback" and event.next_model:
+            turn.emit(
+                Notice("fallback", f"{event.model} failed ({event.error.message}); using {event.next_model}")
+            )
+            turn.model = event.next_model
+
+    async def _run_tools(self, turn: _Turn, calls: list[ToolCallChunk]) -> Message:
+        """Run the step's tool calls concurrently; results come back in call order."""
+        context = ToolContext(turn.inbound.ref, turn.inbound.sender.id)
+
+        async def run_one(call: ToolCallChunk) -> ToolResultBlock:
+            turn.emit(ToolStarted(call.id, call.name, call.input or {}))
+            outcome = await self._tools.run(call.name, call.input, context)
+            turn.emit(ToolFinished(call.id, call.name, outcome.output, outcome.is_error, outcome.duration_s))
+            await self._store.record_tool_call(
+                ToolCallRecord(
+                    ts=datetime.now(UTC),
+                    session_id=turn.state.id,
+                    platform=turn.inbound.ref.platform,
+                    user_id=turn.inbound.sender.id,
+                    tool=call.name,
+                    ok=not outcome.is_error,
+                    duration_ms=outcome.duration_s * 1000,
+                )
+            )
+            return ToolResultBlock(call.id, outcome.output, outcome.is_error)
+
+        results = await asyncio.gather(*(run_one(c) for c in calls))
+        return Message("user", tuple(results))
+
+    async def _fit_context(self, turn: _Turn) -> None:
+        state = turn.state
+        budget = self.budget_for(turn.model)
+        if not needs_compaction(state, budget):
+            return
+        keep_from = split_point(state.history, int(budget.input_tokens * budget.keep_fraction))
+        if keep_from <= 0:
+            return  # only the current turn is left; nothing older to compact
+        summary, by_model = await summarise(state, keep_from, lambda text: self._summarise(turn, text))
+        tokens = self._counter.count_text(summary)
+        through = state.history[keep_from - 1].id
+        await self._store.compact(state.id, through, summary, tokens)
+        self._sessions.apply_compaction(state, keep_from, summary, tokens)
+        how = "summarised" if by_model else "removed (the summary failed)"
+        turn.emit(
+            Notice(
+                "compacted", f"Earlier messages in this conversation were {how} to fit the model's context."
+            )
+        )
+
+    async def _summarise(self, turn: _Turn, transcript: str) -> str:
+        def request(model: ModelId) -> ProviderRequest:
+            return ProviderRequest(model.name, SUMMARISE_INSTRUCTIONS, [Message.user(transcript)], (), 1024)
+
+        parts: list[str] = []
+        started = time.perf_counter()
+        async for event in stream_with_failover(self._pool, self._models(turn), request, self.config.retry):
+            if isinstance(event, Chunk) and isinstance(event.chunk, TextChunk):
+                parts.append(event.chunk.text)
+            elif isinstance(event, Chunk) and isinstance(event.chunk, UsageChunk):
+                await self._usage.record(
+                    model=event.model,
+                    usage=event.chunk,
+                    inbound=turn.inbound,
+                    session_id=turn.state.id,
+                    latency_s=time.perf_counter() - started,
+                )
+        return "".join(parts)

@@ -1,0 +1,122 @@
+"""Commands, defined once. Adapters expose them in their platform's idiom (slash command, bot command,
+app command) by passing the text `/name args` to the router."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from core.inbound import InboundMessage
+from core.models import PriceTable, parse_model_id
+from core.providers.pool import ProviderPool
+from core.sessions import SessionManager
+from core.storage.base import Store
+from core.usage import usage_summary
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCommand:
+    name: str
+    args: str
+
+
+def parse_command(text: str) -> ParsedCommand | None:
+    """`/model gpt-4o` -> ParsedCommand("model", "gpt-4o"); `/new@my_bot` works too (Telegram groups)."""
+    stripped = text.strip()
+    if not stripped.startswith("/") or len(stripped) < 2 or stripped[1].isspace():
+        return None
+    head, _, args = stripped[1:].partition(" ")
+    name = head.split("@", 1)[0].lower()
+    return ParsedCommand(name, args.strip())
+
+
+@dataclass
+class CommandContext:
+    message: InboundMessage
+    args: str
+    is_admin: bool
+    sessions: SessionManager
+    store: Store
+    pool: ProviderPool
+    prices: PriceTable
+    default_model: str
+    offered_models: tuple[str, ...]
+
+
+Handler = Callable[[CommandContext], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    summary: str  # one line, <= 256 chars (Telegram's limit for command descriptions)
+    usage: str
+    handler: Handler
+
+
+async def _new(ctx: CommandContext) -> str:
+    ref = ctx.message.ref
+    stopped = ctx.sessions.cancel(ref.key)
+    await ctx.sessions.new_session(ref)
+    note = " The answer in progress was stopped." if stopped else ""
+    return f"Started a fresh conversation; earlier messages will not be used.{note}"
+
+
+async def _model(ctx: CommandContext) -> str:
+    state = await ctx.sessions.get(ctx.message.ref)
+    current = state.record.model or ctx.default_model
+    if not ctx.args:
+        others = ", ".join(m for m in ctx.offered_models if m != current)
+        offered = f"\nAlso available: {others}" if others else ""
+        hint = "Switch with /model provider:name, or /model default."
+        return f"This conversation uses {current}.{offered}\n{hint}"
+    if ctx.args.lower() in ("default", "reset"):
+        await ctx.sessions.set_model(ctx.message.ref, None)
+        return f"Back to the default model, {ctx.default_model}."
+    try:
+        model = parse_model_id(ctx.args)
+    except ValueError as error:
+        return f"Cannot switch: {error}."
+    if not ctx.pool.configured(model.provider):
+        return f"Cannot switch to {model}: the {model.provider} provider is not configured on this bot."
+    await ctx.sessions.set_model(ctx.message.ref, str(model))
+    price_note = (
+        "" if ctx.prices.price_of(model) else " I do not know its price, so its cost is recorded as unknown."
+    )
+    return f"This conversation now uses {model}.{price_note}"
+
+
+async def _usage(ctx: CommandContext) -> str:
+    message = ctx.message
+    return await usage_summary(ctx.store, message.sender.id, message.ref.platform)
+
+
+async def _stop(ctx: CommandContext) -> str:
+    if ctx.sessions.cancel(ctx.message.ref.key):
+        return "Stopping the current answer."
+    return "Nothing is running in this conversation."
+
+
+async def _help(ctx: CommandContext) -> str:
+    lines = ["I answer questions and can use tools. Talk to me normally, or use a command:"]
+    lines += [f"• `/{c.usage}` — {c.summary}" for c in COMMANDS]
+    return "\n".join(lines)
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("new", "Start a fresh conversation", "new", _new),
+    Command(
+        "model", "Show or switch the model for this conversation", "model [provider:name|default]", _model
+    ),
+    Command("usage", "Your tokens and cost: today, 7 and 30 days", "usage", _usage),
+    Command("stop", "Stop the answer in progress", "stop", _stop),
+    Command("help", "What I can do and how to use me", "help", _help),
+)
+_BY_NAME = {c.name: c for c in COMMANDS} | {"start": Command("start", "Say hello", "start", _help)}
+
+
+async def run_command(parsed: ParsedCommand, ctx: CommandContext) -> str:
+    command = _BY_NAME.get(parsed.name)
+    if command is None:
+        return f"Unknown command /{parsed.name}. Try /help."
+    return await command.handler(ctx)

@@ -1,0 +1,103 @@
+"""Typed events a turn streams to whoever renders it (an adapter, the console, a test).
+
+The whole contract between the core and a renderer: grow this list rather than adding keyword
+arguments to adapter methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolStarted:
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFinished:
+    call_id: str
+    name: str
+    output: str
+    is_error: bool
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageReport:
+    """Usage of one provider call within the turn."""
+
+    provider: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None  # None: the model's price is unknown
+
+
+NoticeKind = Literal["retrying", "fallback", "compacted", "queued", "step_limit", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the user should know that is not part of the answer (retry, fallback, compaction)."""
+
+    kind: NoticeKind
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CommandReply:
+    """The answer to a command; `private` asks the adapter to show it only to the caller."""
+
+    text: str
+    private: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The access policy or a budget said no; no provider call was made."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDone:
+    text: str  # the full final answer text of the turn (all steps)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float | None = 0.0
+
+
+FailureReason = Literal["cancelled", "provider_error", "internal_error"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFailed:
+    reason: FailureReason
+    message: str  # safe to show to the user: no secrets, no tracebacks
+    partial_text: str = ""
+
+
+AgentEvent = (
+    TextDelta
+    | ToolStarted
+    | ToolFinished
+    | UsageReport
+    | Notice
+    | CommandReply
+    | Refused
+    | TurnDone
+    | TurnFailed
+)
+
+TERMINAL_EVENTS = (TurnDone, TurnFailed, CommandReply, Refused)

@@ -1,0 +1,154 @@
+"""The core's front door: dedupe, access policy, command or conversation, and crash recovery.
+
+An adapter calls `handle(message)` and renders the events it yields. Each conversation turn runs in its
+own task so a slow or abandoned renderer never stalls the turn, and `stop` can cancel it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from core.access import AccessPolicy
+from core.agent import Agent
+from core.commands import CommandContext, parse_command, run_command
+from core.conversation import Message
+from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnFailed
+from core.inbound import ConversationRef, InboundMessage
+from core.models import PriceTable
+from core.providers.pool import ProviderPool
+from core.sessions import SessionManager, SessionState
+from core.storage.base import Store, TurnRecord
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]"
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredTurn:
+    """A turn that was accepted but not finished before a restart; the adapter tells the user."""
+
+    ref: ConversationRef
+    text: str
+
+
+class Router:
+    def __init__(
+        self,
+        store: Store,
+        sessions: SessionManager,
+        agent: Agent,
+        pool: ProviderPool,
+        policy: AccessPolicy,
+        prices: PriceTable,
+        offered_models: tuple[str, ...] = (),
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._agent = agent
+        self._pool = pool
+        self._policy = policy
+        self._prices = prices
+        self._offered = offered_models
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
+        if message.sender.is_bot:
+            return  # never answer bots (our own echoes included): no loops
+        if not await self._store.claim_event(message.ref.platform, message.event_id):
+            log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
+            return
+        refusal = self._policy.refusal(message)
+        if refusal:
+            yield Refused(refusal)
+            return
+        parsed = parse_command(message.text)
+        if parsed is not None:
+            yield CommandReply(
+                await run_command(parsed, self._command_context(message, parsed.args)), private=True
+            )
+            return
+        if not message.text.strip() and not message.images:
+            yield CommandReply("I got an empty message. Ask me anything, or send /help.", private=True)
+            return
+        async for event in self._converse(message):
+            yield event
+
+    def _command_context(self, message: InboundMessage, args: str) -> CommandContext:
+        return CommandContext(
+            message=message,
+            args=args,
+            is_admin=self._policy.is_admin(message),
+            sessions=self._sessions,
+            store=self._store,
+            pool=self._pool,
+            prices=self._prices,
+            default_model=str(self._agent.config.default_model),
+            offered_models=self._offered,
+        )
+
+    async def _converse(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
+        state = await self._sessions.get(message.ref)
+        # Stored before anything else so a crash from here on never loses the message.
+        record = await self._store.add_turn(
+            state.id, message.ref, message.sender.id, message.text, message.event_id
+        )
+        queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
+        if state.lock.locked():
+            queue.put_nowait(Notice("queued", "I will answer this once I finish the previous message."))
+        task = asyncio.create_task(self._run_turn(state, record, message, queue))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        while True:
+            event = await queue.get()
+            yield event
+            if isinstance(event, TERMINAL_EVENTS):
+                return
+
+    async def _run_turn(
+        self,
+        state: SessionState,
+        record: TurnRecord,
+        message: InboundMessage,
+        queue: asyncio.Queue[AgentEvent],
+    ) -> None:
+        try:
+            async with state.lock:  # FIFO: one turn at a time per session, in arrival order
+                current = asyncio.current_task()
+                assert current is not None
+                self._sessions.set_running(message.ref.key, current)
+                await self._agent.run_turn(state, record, message, queue.put_nowait)
+        except asyncio.CancelledError:
+            # Cancelled while still queued (shutdown): the turn stays pending and is recovered at start-up.
+            queue.put_nowait(TurnFailed("cancelled", "Stopped before I started on this message."))
+            raise
+
+    async def recover(self, platform: str) -> list[RecoveredTurn]:
+        """Close turns a crash or restart left unfinished, keeping history valid; return notes to post."""
+        recovered: list[RecoveredTurn] = []
+        for turn in await self._store.unfinished_turns(platform):
+            state = await self._sessions.get(turn.ref)
+            if state.id == turn.session_id:
+                closing = [Message.assistant(INTERRUPTED_NOTE)]
+                if turn.status == "pending":  # never started: its message is not in history yet
+                    closing.insert(0, Message.user(turn.text))
+                await self._sessions.append(state, closing, turn_id=turn.id, turn_status="interrupted")
+            else:
+                await self._store.set_turn_status(turn.id, "interrupted")
+            snippet = turn.text if len(turn.text) <= 80 else turn.text[:77] + "..."
+            recovered.append(
+                RecoveredTurn(
+                    turn.ref, f'I restarted before I could finish answering "{snippet}". Please ask again.'
+                )
+            )
+        return recovered
+
+    async def aclose(self) -> None:
+        """Cancel turns in flight (they store what they have) and wait for them."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,142 @@
+"""Conversation reference -> session, one turn at a time per session.
+
+A session's history is loaded from the store once and then kept in memory (bounded LRU), so preparing
+a turn does not re-read or recount earlier turns. Every change goes to the store first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.conversation import Message, repair_tool_pairs
+from core.inbound import ConversationRef
+from core.storage.base import SessionRecord, Store, StoredMessage, TurnStatus
+from core.tokens import TokenCounter
+
+
+@dataclass
+class SessionState:
+    record: SessionRecord
+    history: list[StoredMessage]
+    total_tokens: int = 0  # summary + live history
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The summary as a user/assistant exchange, rebuilt only when the summary changes (keeps wire caches).
+    summary_messages: tuple[Message, Message] | None = None
+
+    @property
+    def id(self) -> int:
+        return self.record.id
+
+    def messages(self) -> list[Message]:
+        return [stored.message for stored in self.history]
+
+
+class SessionManager:
+    def __init__(self, store: Store, counter: TokenCounter, max_cached: int = 2_000) -> None:
+        self._store = store
+        self._counter = counter
+        self._max_cached = max_cached
+        self._states: OrderedDict[str, SessionState] = OrderedDict()
+        self._loading: dict[str, asyncio.Lock] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def get(self, ref: ConversationRef) -> SessionState:
+        key = ref.key
+        state = self._states.get(key)
+        if state is not None:
+            self._states.move_to_end(key)
+            return state
+        # One loader per key, so two messages arriving together share one state (and one lock).
+        loading = self._loading.setdefault(key, asyncio.Lock())
+        async with loading:
+            state = self._states.get(key)
+            if state is None:
+                state = await self._load(await self._store.current_session(ref))
+                self._remember(key, state)
+        self._loading.pop(key, None)
+        return state
+
+    async def _load(self, record: SessionRecord) -> SessionState:
+        stored = await self._store.load_messages(record.id)
+        messages = [s.message for s in stored]
+        repaired = repair_tool_pairs(messages)
+        if repaired != messages:
+            # Defence in depth: history written by an older version or a partial crash is made valid.
+            stored = [StoredMessage(-1, m, self._counter.count_message(m)) for m in repaired]
+        for item in stored:
+            item.message.cache["tokens"] = item.tokens
+        total = record.summary_tokens + sum(s.tokens for s in stored)
+        return SessionState(record, list(stored), total)
+
+    def _remember(self, key: str, state: SessionState) -> None:
+        self._states[key] = state
+        while len(self._states) > self._max_cached:
+            oldest_key, oldest = next(iter(self._states.items()))
+            if oldest.lock.locked() or oldest_key in self._running:
+                break  # never evict a session in use; the cache may overshoot briefly
+            self._states.popitem(last=False)
+
+    async def append(
+        self,
+        state: SessionState,
+        messages: Sequence[Message],
+        *,
+        turn_id: int | None = None,
+        turn_status: TurnStatus | None = None,
+    ) -> None:
+        """Persist messages (atomically, with the turn's status), then add them to the in-memory history."""
+        counted = [(m, await self._counter.count_message_async(m)) for m in messages]
+        ids = await self._store.append_messages(state.id, counted, turn_id=turn_id, turn_status=turn_status)
+        for (message, tokens), message_id in zip(counted, ids, strict=True):
+            state.history.append(StoredMessage(message_id, message, tokens))
+            state.total_tokens += tokens
+
+    async def new_session(self, ref: ConversationRef) -> SessionState:
+        record = await self._store.start_new_session(ref)
+        state = SessionState(record, [], 0)
+        self._states.pop(ref.key, None)
+        self._remember(ref.key, state)
+        return state
+
+    async def set_model(self, ref: ConversationRef, model: str | None) -> None:
+        state = await self.get(ref)
+        await self._store.set_session_model(state.id, model)
+        state.record = SessionRecord(
+            state.record.id,
+            ref,
+            model,
+            state.record.summary,
+            state.record.summary_tokens,
+            state.record.created_at,
+        )
+
+    def apply_compaction(
+        self, state: SessionState, keep_from: int, summary: str, summary_tokens: int
+    ) -> None:
+        """Update memory after the store compacted history[:keep_from] into `summary`."""
+        record = state.record
+        state.record = SessionRecord(
+            record.id, record.ref, record.model, summary, summary_tokens, record.created_at
+        )
+        state.history = state.history[keep_from:]
+        state.total_tokens = summary_tokens + sum(s.tokens for s in state.history)
+
+    # Running turns, for `stop`.
+    def set_running(self, key: str, task: asyncio.Task[None]) -> None:
+        self._running[key] = task
+        task.add_done_callback(
+            lambda t: self._running.pop(key, None) if self._running.get(key) is t else None
+        )
+
+    def is_running(self, key: str) -> bool:
+        return key in self._running
+
+    def cancel(self, key: str) -> bool:
+        task = self._running.get(key)
+        if task is None or task.done():
+            return False
+        task.cancel()
+        return True

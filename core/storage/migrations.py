@@ -1,0 +1,195 @@
+"""Versioned SQLite schema.
+
+`MIGRATIONS` is append-only: never edit a migration that has shipped, add a new one. Each migration runs
+in its own `BEGIN IMMEDIATE` transaction together with its `schema_version` row, so a crash mid-migration
+leaves the database at the previous version (SQLite DDL is transactional) and re-opening is a no-op.
+
+Timestamps are unix epoch seconds (REAL, UTC): numeric range scans on `usage.ts` are fast and unambiguous,
+and the store converts them to timezone-aware UTC datetimes at the edge.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import aiosqlite
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_STATUSES = "'pending', 'running', 'done', 'failed', 'cancelled', 'interrupted'"
+
+_INITIAL: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        conversation_key TEXT    NOT NULL,
+        platform         TEXT    NOT NULL,
+        workspace        TEXT    NOT NULL,
+        channel          TEXT    NOT NULL,
+        thread           TEXT    NOT NULL,
+        model            TEXT,
+        summary          TEXT    NOT NULL DEFAULT '',
+        summary_tokens   INTEGER NOT NULL DEFAULT 0,
+        created_at       REAL    NOT NULL,
+        closed_at        REAL
+    )
+    """,
+    # At most one open session per conversation, enforced by the database rather than by callers.
+    "CREATE UNIQUE INDEX sessions_open_key ON sessions (conversation_key) WHERE closed_at IS NULL",
+    """
+    CREATE TABLE messages (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        role       TEXT    NOT NULL CHECK (role IN ('user', 'assistant')),
+        content    TEXT    NOT NULL,
+        tokens     INTEGER NOT NULL DEFAULT 0,
+        compacted  INTEGER NOT NULL DEFAULT 0 CHECK (compacted IN (0, 1)),
+        created_at REAL    NOT NULL
+    )
+    """,
+    # Serves load_messages (session_id, compacted = 0 ORDER BY id) and compact (session_id, id <= ?).
+    "CREATE INDEX messages_session_live ON messages (session_id, compacted, id)",
+    f"""
+    CREATE TABLE turns (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id       INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+        conversation_key TEXT    NOT NULL,
+        platform         TEXT    NOT NULL,
+        workspace        TEXT    NOT NULL,
+        channel          TEXT    NOT NULL,
+        thread           TEXT    NOT NULL,
+        sender_id        TEXT    NOT NULL,
+        text             TEXT    NOT NULL,
+        event_id         TEXT    NOT NULL,
+        status           TEXT    NOT NULL CHECK (status IN ({_STATUSES})),
+        created_at       REAL    NOT NULL,
+        updated_at       REAL    NOT NULL
+    )
+    """,
+    # Partial index: almost every turn is finished, so this stays tiny while making the startup
+    # "what was interrupted?" scan independent of history size.
+    "CREATE INDEX turns_unfinished ON turns (status, id) WHERE status IN ('pending', 'running')",
+    # Foreign keys need an index on the child column or every session delete scans the table.
+    "CREATE INDEX turns_session ON turns (session_id)",
+    """
+    CREATE TABLE events_seen (
+        platform TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seen_at  REAL NOT NULL,
+        PRIMARY KEY (platform, event_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX events_seen_at ON events_seen (seen_at)",
+    # Accounting tables are append-only logs with no foreign keys: usage must survive session cleanup.
+    """
+    CREATE TABLE usage (
+        id                 INTEGER PRIMARY KEY,
+        ts                 REAL    NOT NULL,
+        provider           TEXT    NOT NULL,
+        model              TEXT    NOT NULL,
+        platform           TEXT    NOT NULL,
+        workspace          TEXT    NOT NULL,
+        channel            TEXT    NOT NULL,
+        user_id            TEXT    NOT NULL,
+        session_id         INTEGER,
+        input_tokens       INTEGER NOT NULL DEFAULT 0,
+        output_tokens      INTEGER NOT NULL DEFAULT 0,
+        cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+        cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+        cost_usd           REAL,
+        latency_ms         REAL    NOT NULL DEFAULT 0,
+        ok                 INTEGER NOT NULL DEFAULT 1 CHECK (ok IN (0, 1)),
+        error              TEXT    NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX usage_ts ON usage (ts)",
+    "CREATE INDEX usage_user_ts ON usage (user_id, ts)",
+    """
+    CREATE TABLE tool_calls (
+        id          INTEGER PRIMARY KEY,
+        ts          REAL    NOT NULL,
+        session_id  INTEGER,
+        platform    TEXT    NOT NULL,
+        user_id     TEXT    NOT NULL,
+        tool        TEXT    NOT NULL,
+        ok          INTEGER NOT NULL CHECK (ok IN (0, 1)),
+        duration_ms REAL    NOT NULL DEFAULT 0
+    )
+    """,
+    "CREATE INDEX tool_calls_ts ON tool_calls (ts)",
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "initial schema", _INITIAL),)
+
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at REAL NOT NULL
+)
+"""
+
+
+class SchemaTooNewError(RuntimeError):
+    """The database was migrated by a newer release; refuse to run rather than corrupt it."""
+
+
+async def schema_version(conn: aiosqlite.Connection) -> int:
+    """The highest applied migration version (0 for a fresh database)."""
+    async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+async def migrate(conn: aiosqlite.Connection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply pending migrations in order, one transaction each; return the resulting version.
+
+    `conn` must be in autocommit mode (isolation_level=None) so the explicit BEGIN/COMMIT here are the
+    only transaction boundaries.
+    """
+    _check_ordered(migrations)
+    await conn.execute(_VERSION_TABLE)
+    latest = migrations[-1].version if migrations else 0
+    current = await schema_version(conn)
+    if current > latest:
+        raise SchemaTooNewError(f"database schema is version {current}, this release only knows {latest}")
+    for migration in migrations:
+        if migration.version <= current:
+            continue
+        await _apply(conn, migration)
+    return await schema_version(conn)
+
+
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
+    # IMMEDIATE takes the write lock up front, so the version re-check below is authoritative even if
+    # another process is migrating the same file at the same moment.
+    await conn.execute("BEGIN IMMEDIATE")
+    try:
+        if await schema_version(conn) >= migration.version:
+            await conn.rollback()
+            return
+        for statement in migration.statements:
+            await conn.execute(statement)
+        await conn.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, time.time()),
+        )
+    except BaseException:
+        await conn.rollback()
+        raise
+    await conn.commit()
+
+
+def _check_ordered(migrations: Sequence[Migration]) -> None:
+    expected = list(range(1, len(migrations) + 1))
+    if [m.version for m in migrations] != expected:
+        raise ValueError("migrations must be numbered 1, 2, 3... in order with no gaps")

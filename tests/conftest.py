@@ -1,0 +1,67 @@
+"""Shared pytest fixtures. Each fixture is self-contained; append new ones below."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings, load_settings
+from tests.fakes.llm_server import FakeLLMServer
+
+
+@pytest.fixture
+async def llm_server() -> AsyncIterator[FakeLLMServer]:
+    """A fake Anthropic + OpenAI streaming API on 127.0.0.1 (see tests/fakes/llm_server.py)."""
+    server = FakeLLMServer()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+# --- The whole core, wired as `bot` wires it, against the fake LLM server ----------------------------
+
+_SETTING_VARS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "DATABASE_URL",
+    "LOG_LEVEL",
+    "TOOL_FETCH_ALLOW_PRIVATE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's environment or .env file."""
+    import os
+
+    for name in list(os.environ):
+        if name in _SETTING_VARS or name.startswith(("BOT_", "ALLOWED_", "ADMIN_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def settings_for(llm_server: FakeLLMServer, tmp_path: Path) -> Callable[..., Settings]:
+    """Settings pointing both providers at the fake server, with a fresh SQLite file."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "anthropic_api_key": "sk-ant-test-secret-key",
+            "anthropic_base_url": llm_server.anthropic_base_url,
+            "openai_api_key": "sk-openai-test-secret-key",
+            "openai_base_url": llm_server.openai_base_url,
+            "database_url": f"sqlite:///{tmp_path / 'bot.db'}",
+            "bot_model": "anthropic:claude-sonnet-5-5",
+            "bot_retry_attempts": 2,
+        }
+        values.update(overrides)
+        return load_settings(_env_file=None, **values)
+
+    return make

@@ -1,0 +1,126 @@
+"""The `bot` command as a user runs it: a real subprocess, piped stdin, the fake LLM server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tests.fakes.llm_server import FakeLLMServer, Reply
+
+SECRET = "sk-ant-cli-secret-value"
+
+
+def bot_env(server: FakeLLMServer | None, tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANTHROPIC_", "OPENAI_", "BOT_", "DATABASE_"))
+    }
+    if server is not None:
+        env |= {"ANTHROPIC_API_KEY": SECRET, "ANTHROPIC_BASE_URL": server.anthropic_base_url}
+    env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
+    env |= extra
+    return env
+
+
+async def run_bot(args: list[str], stdin: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_piped_chat_streams_answers_and_tools(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.script(
+        "anthropic",
+        Reply.text("Hello from the bot!", chunks=3),
+        Reply.tool_calls(("calculator", {"expression": "6*7"})),
+        Reply.text("The answer is 42."),
+    )
+    code, out, err = await run_bot(
+        ["chat"], "hi\nwhat is 6*7?\n/usage\n", bot_env(llm_server, tmp_path), tmp_path
+    )
+    assert code == 0, err
+    assert out.startswith("Hello from the bot!\nThe answer is 42.\n")
+    assert "Your usage" in out
+    assert "⚙ calculator(expression='6*7')" in err
+    assert "✓ calculator" in err and ": 42" in err
+    assert SECRET not in out + err
+
+
+async def test_chat_continues_the_conversation_across_runs(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    env = bot_env(llm_server, tmp_path)
+    await run_bot(["chat"], "first run\n", env, tmp_path)
+    code, out, _ = await run_bot(["chat"], "second run\n", env, tmp_path)
+    assert code == 0 and out == "echo: second run\n"
+    last = llm_server.bodies("anthropic")[-1]["messages"]
+    assert [m["content"][0]["text"] for m in last] == ["first run", "echo: first run", "second run"]
+    _, _, _ = await run_bot(["chat", "--new"], "fresh\n", env, tmp_path)
+    assert len(llm_server.bodies("anthropic")[-1]["messages"]) == 1
+
+
+async def test_run_without_platforms_opens_the_console(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    code, out, err = await run_bot(["run"], "hello\n", bot_env(llm_server, tmp_path), tmp_path)
+    assert code == 0, err
+    assert "opening the console chat" in err
+    assert out == "echo: hello\n"
+
+
+async def test_provider_error_is_a_clear_line_not_a_traceback(
+    llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    llm_server.script("anthropic", Reply.error(401, "invalid x-api-key"))
+    code, _, err = await run_bot(["chat"], "hi\n", bot_env(llm_server, tmp_path), tmp_path)
+    assert code == 0
+    assert "Sorry, I could not get an answer from the model" in err
+    assert "Traceback" not in err and SECRET not in err
+
+
+async def test_bad_settings_give_one_line_each(tmp_path: Path) -> None:
+    env = bot_env(None, tmp_path, ANTHROPIC_API_KEY="k", BOT_MODEL="mistral:large", BOT_MAX_STEPS="lots")
+    code, _, err = await run_bot(["chat"], "", env, tmp_path)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert any(line.startswith("config error: BOT_MODEL: unknown provider 'mistral'") for line in lines)
+    assert any(line.startswith("config error: BOT_MAX_STEPS:") for line in lines)
+    assert "Traceback" not in err
+
+
+async def test_no_llm_key_is_explained(tmp_path: Path) -> None:
+    code, _, err = await run_bot(["chat"], "", bot_env(None, tmp_path), tmp_path)
+    assert code == 2
+    assert "set ANTHROPIC_API_KEY or OPENAI_API_KEY" in err
+
+
+async def test_bad_database_url(tmp_path: Path) -> None:
+    env = bot_env(None, tmp_path, ANTHROPIC_API_KEY="k", DATABASE_URL="mysql://user:hunter2@db/bot")
+    code, _, err = await run_bot(["chat"], "", env, tmp_path)
+    assert code == 2 and "DATABASE_URL" in err and "hunter2" not in err
+
+
+async def test_dotenv_file_is_read(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    env = bot_env(None, tmp_path)
+    (tmp_path / ".env").write_text(
+        f"ANTHROPIC_API_KEY={SECRET}\nANTHROPIC_BASE_URL={llm_server.anthropic_base_url}\n", encoding="utf-8"
+    )
+    code, out, err = await run_bot(["chat"], "from dotenv\n", env, tmp_path)
+    assert code == 0, err
+    assert out == "echo: from dotenv\n"
+
+
+async def test_help(tmp_path: Path) -> None:
+    code, out, _ = await run_bot(["--help"], "", bot_env(None, tmp_path), tmp_path)
+    assert code == 0
+    assert "run" in out and "chat" in out
