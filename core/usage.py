@@ -89,7 +89,7 @@ async def usage_summary(store: Store, user_id: str, platform: str, now: datetime
     month = await store.usage_totals(now - timedelta(days=30), user_id=user_id, platform=platform)
     if not month:
         return "You have no recorded usage in the last 30 days."
-    lines = ["*Your usage*"]
+    lines = ["Your usage:"]
     for label, since in periods:
         lines.append(_period_line(label, await store.usage_totals(since, user_id=user_id, platform=platform)))
     lines.append(_period_line("Last 30 days", month))

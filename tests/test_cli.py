@@ -46,14 +46,14 @@ async def test_piped_chat_streams_answers_and_tools(llm_server: FakeLLMServer, t
     llm_server.script(
         "anthropic",
         Reply.text("Hello from the bot!", chunks=3),
-        Reply.tool_calls(("calculator", {"expression": "6*7"})),
+        Reply.text_then_tools("Let me compute.", ("calculator", {"expression": "6*7"})),
         Reply.text("The answer is 42."),
     )
     code, out, err = await run_bot(
         ["chat"], "hi\nwhat is 6*7?\n/usage\n", bot_env(llm_server, tmp_path), tmp_path
     )
     assert code == 0, err
-    assert out.startswith("Hello from the bot!\nThe answer is 42.\n")
+    assert out.startswith("Hello from the bot!\nLet me compute.\nThe answer is 42.\n")
     assert "Your usage" in out
     assert "⚙ calculator(expression='6*7')" in err
     assert "✓ calculator" in err and ": 42" in err

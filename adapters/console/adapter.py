@@ -61,6 +61,7 @@ class ConsoleAdapter:
         self.user = user or getpass.getuser()
         self.ref = ConversationRef("console", "local", self.user)
         self._at_line_start = True
+        self._after_note = False
         self._turn: asyncio.Task[None] | None = None
         self._stopper: asyncio.Task[None] | None = None
         self._quit = asyncio.Event()
@@ -134,7 +135,7 @@ class ConsoleAdapter:
 
     def render(self, event: AgentEvent) -> None:
         if isinstance(event, TextDelta):
-            self._write(event.text)
+            self._write(self._after_tool_lines(event.text) if self._after_note else event.text)
         elif isinstance(event, ToolStarted):
             self._note(f"⚙ {event.name}({summarize_arguments(event.arguments)})")
         elif isinstance(event, ToolFinished):
@@ -143,6 +144,7 @@ class ConsoleAdapter:
         elif isinstance(event, Notice):
             self._note(f"… {event.text}")
         elif isinstance(event, CommandReply | Refused):
+            self._end_line()
             self._write(event.text + "\n")
         elif isinstance(event, TurnDone):
             self._end_line()
@@ -150,11 +152,19 @@ class ConsoleAdapter:
             self._end_line()
             self._note(f"! {event.message}")
 
+    def _after_tool_lines(self, text: str) -> str:
+        """Between steps the core sends a blank line; after tool lines one line break is enough."""
+        stripped = text.lstrip("\n")
+        if stripped == text:
+            return text
+        return stripped if self._at_line_start else "\n" + stripped
+
     def _write(self, text: str) -> None:
         if text:
             self._out.write(text)
             self._out.flush()
             self._at_line_start = text.endswith("\n")
+            self._after_note = False
 
     def _end_line(self) -> None:
         if not self._at_line_start:
@@ -166,3 +176,4 @@ class ConsoleAdapter:
         self._out.flush()
         self._err.write(text + "\n")
         self._err.flush()
+        self._after_note = True

@@ -11,11 +11,9 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import time
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
 import anthropic
@@ -33,6 +31,7 @@ from core.providers.base import (
     ToolSpec,
     UsageChunk,
 )
+from core.providers.retry_after import retry_after_seconds
 
 _WIRE_KEY = "anthropic.wire"
 _CUT_OFF = "the response stream from Anthropic was cut off"
@@ -290,22 +289,6 @@ def _stream_event_error(error_type: str, detail: str, extra: dict[str, Any]) -> 
         message += f": {detail}"
     # `status` carries the HTTP status the same failure would have had before streaming began.
     return ProviderError(message, retryable=status is not None, status=status or 400, extra=extra)
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` (preferred, more precise) or `retry-after`."""
-    try:
-        if value := headers.get("retry-after-ms"):
-            return max(0.0, float(value) / 1000)
-        if value := headers.get("retry-after"):
-            try:
-                return max(0.0, float(value))
-            except ValueError:  # the HTTP-date form
-                when = email.utils.parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-    except (ValueError, TypeError):
-        return None
-    return None
 
 
 def _scrub(message: str, secrets: Sequence[str]) -> str:

@@ -11,12 +11,10 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
-import time
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -36,6 +34,7 @@ from core.providers.base import (
     ToolSpec,
     UsageChunk,
 )
+from core.providers.retry_after import retry_after_seconds
 
 _WIRE_KEY = "openai.wire"
 _OFFICIAL_HOST = "api.openai.com"
@@ -339,20 +338,3 @@ def _detail(body: object) -> str:
         message = body.get("message")
         return message if isinstance(message, str) else ""
     return body.strip()[:300] if isinstance(body, str) else ""
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from `retry-after-ms` (preferred, more precise) or `retry-after`."""
-    # Same rule as the Anthropic provider; kept here so each provider module stands alone.
-    try:
-        if value := headers.get("retry-after-ms"):
-            return max(0.0, float(value) / 1000)
-        if value := headers.get("retry-after"):
-            try:
-                return max(0.0, float(value))
-            except ValueError:  # the HTTP-date form
-                when = email.utils.parsedate_to_datetime(value)
-                return max(0.0, when.timestamp() - time.time())
-    except (ValueError, TypeError):
-        return None
-    return None
