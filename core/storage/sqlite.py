@@ -1,10 +1,9 @@
 """SQLite implementation of `Store` (aiosqlite, WAL).
 
-One connection per store. aiosqlite runs every call on its own thread in order, but an `await` between
-two statements lets another coroutine slip a statement into our open transaction (and have it rolled
-back with ours, or see our half-written rows). So every database access holds `self._lock`; reads too,
-because a read on the same connection would otherwise observe uncommitted rows of an in-flight write
-(e.g. an assistant tool_use whose tool_result is not inserted yet).
+One connection per store; aiosqlite runs every call on its own thread, in order. A transaction spread
+over several calls would let another coroutine's statement slip into it (or a read see half of it), so
+every write transaction runs whole inside one call, through group commit (core/storage/group_commit.py),
+and reads are single calls.
 """
 
 from __future__ import annotations
@@ -13,11 +12,10 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -32,9 +30,11 @@ from core.storage.base import (
     UsageRecord,
     UsageTotals,
 )
+from core.storage.group_commit import GroupCommitter
 from core.storage.migrations import migrate
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MEMORY = ":memory:"
 
@@ -60,12 +60,18 @@ def from_epoch(value: float) -> datetime:
 
 
 class SQLiteStore:
-    """`Store` backed by one SQLite file (or ":memory:")."""
+    """`Store` backed by one SQLite file (or ":memory:").
+
+    Writes go through group commit (one transaction and one thread hop for everything queued at once);
+    reads are single aiosqlite calls. Both run on aiosqlite's one thread in order, and a write
+    transaction never spans two calls, so a read never sees half of a write.
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
         self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._writer: GroupCommitter | None = None
+        self._lock = asyncio.Lock()  # open / close only
 
     # Lifecycle
 
@@ -85,6 +91,7 @@ class SQLiteStore:
                 await conn.close()
                 raise
             self._conn = conn
+            self._writer = GroupCommitter(conn)
 
     async def _configure(self, conn: aiosqlite.Connection) -> None:
         # busy_timeout first: switching to WAL needs a lock another process may be holding.
@@ -101,99 +108,87 @@ class SQLiteStore:
 
     async def close(self) -> None:
         async with self._lock:
-            conn, self._conn = self._conn, None
+            conn, writer = self._conn, self._writer
+            self._conn, self._writer = None, None
             if conn is None:
                 return
             try:
+                if writer is not None:
+                    await writer.close()  # queued writes land before the connection closes
                 await conn.execute("PRAGMA optimize")  # cheap; keeps planner statistics fresh
             finally:
                 await conn.close()
 
-    @asynccontextmanager
-    async def _locked(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Exclusive use of the connection for reads and single-statement (autocommit) writes."""
-        async with self._lock:
-            if self._conn is None:
-                raise RuntimeError("store is not open; await store.open() first")
-            yield self._conn
+    def _connection(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise RuntimeError("store is not open; await store.open() first")
+        return self._conn
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction: all statements inside commit together or not at all."""
-        async with self._locked() as conn:
-            try:
-                # BEGIN is inside the try: if we are cancelled while awaiting it, the worker thread still
-                # runs it, and the rollback queued behind it (aiosqlite runs calls in FIFO order) undoes
-                # it, instead of leaving the shared connection stuck inside a transaction.
-                await conn.execute("BEGIN IMMEDIATE")
-                yield conn
-            except BaseException:
-                # sqlite3's rollback() checks in_transaction when it runs, so it is a no-op if BEGIN
-                # failed (busy) or SQLite already rolled back on its own (e.g. disk full).
-                await conn.rollback()
-                raise
-            await conn.commit()
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise RuntimeError("store is not open; await store.open() first")
+        return await self._writer.write(op)
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return list(await self._connection().execute_fetchall(sql, params))
+
+    @property
+    def group_commit(self) -> GroupCommitter | None:
+        """The write batcher (exposed for tests and benchmarks)."""
+        return self._writer
 
     # Events
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
-        async with self._locked() as conn:
-            inserted = await _run(
-                conn,
-                "INSERT OR IGNORE INTO events_seen (platform, event_id, seen_at) VALUES (?, ?, ?)",
-                (platform, event_id, time.time()),
-            )
-        return inserted == 1
+        sql = "INSERT OR IGNORE INTO events_seen (platform, event_id, seen_at) VALUES (?, ?, ?)"
+        params = (platform, event_id, time.time())
+        return await self._write(lambda c: _changed(c, sql, params) == 1)
 
     async def prune_events(self, older_than: datetime) -> int:
         """Forget event ids first seen before `older_than` (platforms stop redelivering after a while).
         Returns how many were removed."""
-        async with self._locked() as conn:
-            return await _run(conn, "DELETE FROM events_seen WHERE seen_at < ?", (to_epoch(older_than),))
+        params = (to_epoch(older_than),)
+        return await self._write(lambda c: _changed(c, "DELETE FROM events_seen WHERE seen_at < ?", params))
 
     # Sessions
 
     async def current_session(self, ref: ConversationRef) -> SessionRecord:
-        async with self._locked() as conn:
-            found = await _open_session(conn, ref.key)
-        if found is not None:
-            return found
+        rows = await self._read(_OPEN_SESSION, (ref.key,))
+        if rows:
+            return _session(rows[0])
+
         # Check-then-insert inside one IMMEDIATE transaction: the write lock makes it atomic across
-        # coroutines (our lock) and processes (SQLite's lock); the partial unique index backs it up.
-        async with self._transaction() as conn:
-            found = await _open_session(conn, ref.key)
-            if found is None:
-                found = await _insert_session(conn, ref)
-        return found
+        # coroutines and processes; the partial unique index backs it up.
+        def find_or_create(conn: sqlite3.Connection) -> SessionRecord:
+            found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
+            return _session(found[0]) if found else _insert_session(conn, ref)
+
+        return await self._write(find_or_create)
 
     async def start_new_session(self, ref: ConversationRef) -> SessionRecord:
-        async with self._transaction() as conn:
-            await _run(
-                conn,
+        def close_and_open(conn: sqlite3.Connection) -> SessionRecord:
+            conn.execute(
                 "UPDATE sessions SET closed_at = ? WHERE conversation_key = ? AND closed_at IS NULL",
                 (time.time(), ref.key),
             )
-            return await _insert_session(conn, ref)
+            return _insert_session(conn, ref)
+
+        return await self._write(close_and_open)
 
     async def get_session(self, session_id: int) -> SessionRecord | None:
         """A session by id, open or closed (None if unknown)."""
-        async with self._locked() as conn:
-            rows = await conn.execute_fetchall(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,)
-            )
+        rows = await self._read(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
         return next((_session(row) for row in rows), None)
 
     async def set_session_model(self, session_id: int, model: str | None) -> None:
-        async with self._locked() as conn:
-            sql = "UPDATE sessions SET model = ? WHERE id = ?"
-            await _update_one(conn, sql, (model, session_id), "session")
+        sql = "UPDATE sessions SET model = ? WHERE id = ?"
+        await self._write(lambda c: _update_one(c, sql, (model, session_id), "session"))
 
     async def load_messages(self, session_id: int) -> list[StoredMessage]:
-        async with self._locked() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT id, content, tokens FROM messages WHERE session_id = ? AND compacted = 0 ORDER BY id",
-                (session_id,),
-            )
+        rows = await self._read(
+            "SELECT id, content, tokens FROM messages WHERE session_id = ? AND compacted = 0 ORDER BY id",
+            (session_id,),
+        )
         return [StoredMessage(int(row[0]), message_from_json(str(row[1])), int(row[2])) for row in rows]
 
     async def append_messages(
@@ -206,32 +201,34 @@ class SQLiteStore:
     ) -> list[int]:
         if (turn_id is None) != (turn_status is None):
             raise ValueError("turn_id and turn_status must be given together")
-        # Serialise before taking the write lock: a bad message fails fast and holds nothing.
+        # Serialise before queueing: a bad message fails fast and holds nothing.
         rows = [(session_id, m.role, message_to_json(m), tokens) for m, tokens in messages]
-        ids: list[int] = []
-        async with self._transaction() as conn:
+
+        def append(conn: sqlite3.Connection) -> list[int]:
             now = time.time()
-            for row in rows:
-                ids.append(await _insert(conn, _INSERT_MESSAGE, (*row, now)))
+            ids = [_insert(conn, _INSERT_MESSAGE, (*row, now)) for row in rows]
             if turn_id is not None:
-                await _update_one(conn, _SET_TURN_STATUS, (turn_status, now, turn_id), "turn")
-        return ids
+                _update_one(conn, _SET_TURN_STATUS, (turn_status, now, turn_id), "turn")
+            return ids
+
+        return await self._write(append)
 
     async def compact(
         self, session_id: int, through_message_id: int, summary: str, summary_tokens: int
     ) -> None:
-        async with self._transaction() as conn:
-            await _update_one(
+        def compact(conn: sqlite3.Connection) -> None:
+            _update_one(
                 conn,
                 "UPDATE sessions SET summary = ?, summary_tokens = ? WHERE id = ?",
                 (summary, summary_tokens, session_id),
                 "session",
             )
-            await _run(
-                conn,
+            conn.execute(
                 "UPDATE messages SET compacted = 1 WHERE session_id = ? AND compacted = 0 AND id <= ?",
                 (session_id, through_message_id),
             )
+
+        await self._write(compact)
 
     # Turns
 
@@ -239,19 +236,13 @@ class SQLiteStore:
         self, session_id: int, ref: ConversationRef, sender_id: str, text: str, event_id: str
     ) -> TurnRecord:
         now = time.time()
-        async with self._locked() as conn:
-            turn_id = await _insert(
-                conn,
-                "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
-                " sender_id, text, event_id, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (session_id, ref.key, *_parts(ref), sender_id, text, event_id, "pending", now, now),
-            )
+        params = (session_id, ref.key, *_parts(ref), sender_id, text, event_id, "pending", now, now)
+        turn_id = await self._write(lambda c: _insert(c, _INSERT_TURN, params))
         return TurnRecord(turn_id, session_id, ref, sender_id, text, event_id, "pending", from_epoch(now))
 
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
-        async with self._locked() as conn:
-            await _update_one(conn, _SET_TURN_STATUS, (status, time.time(), turn_id), "turn")
+        params = (status, time.time(), turn_id)
+        await self._write(lambda c: _update_one(c, _SET_TURN_STATUS, params, "turn"))
 
     async def unfinished_turns(self, platform: str | None = None) -> list[TurnRecord]:
         # The IN list must match the partial index's WHERE clause verbatim for SQLite to use it.
@@ -260,37 +251,24 @@ class SQLiteStore:
         if platform is not None:
             sql += " AND platform = ?"
             params = (platform,)
-        async with self._locked() as conn:
-            rows = await conn.execute_fetchall(sql + " ORDER BY id", params)
-        return [_turn(row) for row in rows]
+        return [_turn(row) for row in await self._read(sql + " ORDER BY id", params)]
 
     # Accounting
 
     async def record_usage(self, record: UsageRecord) -> None:
         r = record
-        async with self._locked() as conn:
-            await _insert(
-                conn,
-                "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
-                " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-                " cost_usd, latency_ms, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    *(to_epoch(r.ts), r.provider, r.model, r.platform, r.workspace, r.channel),
-                    *(r.user_id, r.session_id, r.input_tokens, r.output_tokens),
-                    *(r.cache_read_tokens, r.cache_write_tokens, r.cost_usd, r.latency_ms),
-                    *(int(r.ok), r.error),
-                ),
-            )
+        params = (
+            *(to_epoch(r.ts), r.provider, r.model, r.platform, r.workspace, r.channel),
+            *(r.user_id, r.session_id, r.input_tokens, r.output_tokens),
+            *(r.cache_read_tokens, r.cache_write_tokens, r.cost_usd, r.latency_ms),
+            *(int(r.ok), r.error),
+        )
+        await self._write(lambda c: _insert(c, _INSERT_USAGE, params))
 
     async def record_tool_call(self, record: ToolCallRecord) -> None:
         r = record
-        async with self._locked() as conn:
-            await _insert(
-                conn,
-                "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (to_epoch(r.ts), r.session_id, r.platform, r.user_id, r.tool, int(r.ok), r.duration_ms),
-            )
+        params = (to_epoch(r.ts), r.session_id, r.platform, r.user_id, r.tool, int(r.ok), r.duration_ms)
+        await self._write(lambda c: _insert(c, _INSERT_TOOL_CALL, params))
 
     async def usage_totals(
         self,
@@ -313,24 +291,31 @@ class SQLiteStore:
             f" FROM usage WHERE {' AND '.join(where)}"
             " GROUP BY qualified ORDER BY cost DESC, qualified"
         )
-        async with self._locked() as conn:
-            rows = await conn.execute_fetchall(sql, params)
-        return [_totals(row) for row in rows]
+        return [_totals(row) for row in await self._read(sql, params)]
 
 
-# Row helpers (module-level so they are usable inside either context manager)
+# Row helpers. The write helpers run on the database thread, inside a group-commit transaction.
+
+_OPEN_SESSION = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE conversation_key = ? AND closed_at IS NULL"
+_INSERT_TURN = (
+    "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
+    " sender_id, text, event_id, status, created_at, updated_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_USAGE = (
+    "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
+    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+    " cost_usd, latency_ms, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_TOOL_CALL = (
+    "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
-async def _open_session(conn: aiosqlite.Connection, key: str) -> SessionRecord | None:
-    rows = await conn.execute_fetchall(
-        f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE conversation_key = ? AND closed_at IS NULL", (key,)
-    )
-    return next((_session(row) for row in rows), None)
-
-
-async def _insert_session(conn: aiosqlite.Connection, ref: ConversationRef) -> SessionRecord:
+def _insert_session(conn: sqlite3.Connection, ref: ConversationRef) -> SessionRecord:
     now = time.time()
-    session_id = await _insert(
+    session_id = _insert(
         conn,
         "INSERT INTO sessions (conversation_key, platform, workspace, channel, thread, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
@@ -339,27 +324,23 @@ async def _insert_session(conn: aiosqlite.Connection, ref: ConversationRef) -> S
     return SessionRecord(session_id, ref, None, "", 0, from_epoch(now))
 
 
-async def _update_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any], what: str) -> None:
+def _update_one(conn: sqlite3.Connection, sql: str, params: Sequence[Any], what: str) -> None:
     """Run an UPDATE that must hit exactly one row; an unknown id is a caller bug, not a silent no-op."""
-    if await _run(conn, sql, params) != 1:
+    if _changed(conn, sql, params) != 1:
         raise LookupError(f"no {what} with id {params[-1]!r}")
 
 
-# Each helper is one trip to aiosqlite's worker thread (a cursor's execute + close would be two): the
-# trips, not SQLite itself, are most of a turn's storage cost.
-
-
-async def _run(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+def _changed(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
     """Execute one INSERT/UPDATE/DELETE and return how many rows it changed."""
-    return len(list(await conn.execute_fetchall(sql + " RETURNING 1", params)))
+    return conn.execute(sql, params).rowcount
 
 
-async def _insert(conn: aiosqlite.Connection, sql: str, params: Sequence[Any]) -> int:
+def _insert(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
     """Execute one INSERT and return the new row id."""
-    row = await conn.execute_insert(sql, params)
-    if row is None:  # cannot happen after a successful INSERT; keeps the type honest
+    rowid = conn.execute(sql, params).lastrowid
+    if rowid is None:  # cannot happen after a successful INSERT; keeps the type honest
         raise RuntimeError("INSERT did not produce a row id")
-    return int(row[0])
+    return rowid
 
 
 def _session(row: sqlite3.Row) -> SessionRecord:
