@@ -153,12 +153,9 @@ class SQLiteStore:
     # Sessions
 
     async def current_session(self, ref: ConversationRef) -> SessionRecord:
-        rows = await self._read(_OPEN_SESSION, (ref.key,))
-        if rows:
-            return _session(rows[0])
-
         # Check-then-insert inside one IMMEDIATE transaction: the write lock makes it atomic across
-        # coroutines and processes; the partial unique index backs it up.
+        # coroutines and processes; the partial unique index backs it up. Going through group commit
+        # (rather than a read first) lets a burst of new conversations share a few thread hops.
         def find_or_create(conn: sqlite3.Connection) -> SessionRecord:
             found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
             return _session(found[0]) if found else _insert_session(conn, ref)
@@ -185,10 +182,10 @@ class SQLiteStore:
         await self._write(lambda c: _update_one(c, sql, (model, session_id), "session"))
 
     async def load_messages(self, session_id: int) -> list[StoredMessage]:
-        rows = await self._read(
-            "SELECT id, content, tokens FROM messages WHERE session_id = ? AND compacted = 0 ORDER BY id",
-            (session_id,),
-        )
+        sql = "SELECT id, content, tokens FROM messages WHERE session_id = ? AND compacted = 0 ORDER BY id"
+        # Batched with the writes: loading sessions is on every conversation's first turn, so a burst
+        # of new conversations must not cost one thread hop each.
+        rows = await self._write(lambda c: c.execute(sql, (session_id,)).fetchall())
         return [StoredMessage(int(row[0]), message_from_json(str(row[1])), int(row[2])) for row in rows]
 
     async def append_messages(
