@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import signal
 import sys
 from collections.abc import Sequence
 
+from adapters.console.adapter import ConsoleAdapter
 from bot.app import open_core
 from bot.config import Settings, SettingsError, load_settings
 from bot.logs import setup_logging
@@ -28,12 +31,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--new", action="store_true", help="start a fresh conversation instead of continuing")
     chat.add_argument("--verbose", action="store_true", help="show INFO logs on stderr")
+    commands.add_parser("discord-invite", help="print the URL that adds the Discord bot to a server")
     return parser
 
 
-async def _chat(settings: Settings, *, fresh: bool) -> int:
-    from adapters.console.adapter import ConsoleAdapter
+async def _discord_invite(settings: Settings) -> int:
+    from adapters.discord.invite import InviteError, fetch_application_id, invite_url
 
+    if not settings.discord.enabled:
+        print("config error: DISCORD_BOT_TOKEN is not set", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        application_id = await fetch_application_id(settings.discord)
+    except InviteError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(invite_url(application_id))
+    return 0
+
+
+async def _chat(settings: Settings, *, fresh: bool) -> int:
     async with open_core(settings) as core:
         console = ConsoleAdapter(
             core.router, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, interactive=sys.stdin.isatty()
@@ -43,10 +60,46 @@ async def _chat(settings: Settings, *, fresh: bool) -> int:
 
 
 async def _run(settings: Settings) -> int:
-    # Platform adapters (Slack, Discord, Telegram) plug in here as they are added; until one is
-    # configured, `bot run` opens the console chat so a newcomer can talk to the agent at once.
-    print("No chat platform is configured; opening the console chat.", file=sys.stderr)
-    return await _chat(settings, fresh=False)
+    from bot.http import HttpServer
+    from bot.platforms import configured_adapters
+    from bot.serve import serve
+    from core.adapter import AdapterContext
+
+    async with open_core(settings) as core:
+        http = HttpServer(settings.http_host, settings.http_port)
+        adapters = configured_adapters(settings, AdapterContext(core.router, http, settings.offered_models))
+        if not adapters:
+            # Nothing but an LLM key: let a newcomer talk to the agent at once.
+            print(
+                "No chat platform is configured (SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN); "
+                "opening the console chat.",
+                file=sys.stderr,
+            )
+            console = ConsoleAdapter(
+                core.router,
+                stdin=sys.stdin,
+                stdout=sys.stdout,
+                stderr=sys.stderr,
+                interactive=sys.stdin.isatty(),
+            )
+            await console.run()
+            return 0
+        _stop_on_sigterm()
+        names = ", ".join(adapter.name for adapter in adapters)
+        print(f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port}.", file=sys.stderr)
+        try:
+            await serve(adapters, core.router, http)
+        except asyncio.CancelledError:
+            print("Shutting down.", file=sys.stderr)
+    return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM cancels the main task like Ctrl-C does, so everything closes cleanly."""
+    task = asyncio.current_task()
+    if task is not None:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "chat":
             return asyncio.run(_chat(settings, fresh=args.new))
+        if args.command == "discord-invite":
+            return asyncio.run(_discord_invite(settings))
         return asyncio.run(_run(settings))
     except KeyboardInterrupt:
         return 130

@@ -11,6 +11,9 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from adapters.discord.settings import DiscordSettings
+from adapters.slack.settings import SlackSettings
+from adapters.telegram.settings import TelegramSettings
 from core.models import ModelId, Price, parse_model_id
 
 CommaList = Annotated[list[str], NoDecode]
@@ -61,6 +64,15 @@ class Settings(BaseSettings):
     tool_fetch_allow_private: bool = False
     log_level: str = "INFO"
 
+    # The bot's HTTP server (health, Slack HTTP events, Telegram webhook), started by `bot run`.
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(8080, ge=0, le=65535)
+
+    # One section per platform adapter; each reads its own prefix (SLACK_*, TELEGRAM_*, DISCORD_*).
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+
     @field_validator("bot_models", "allowed_users", "allowed_channels", "admin_users", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
@@ -68,9 +80,17 @@ class Settings(BaseSettings):
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
 
-    @field_validator("bot_model", "bot_fallback_model", mode="before")
+    @field_validator(
+        "bot_model",
+        "bot_fallback_model",
+        "anthropic_api_key",
+        "openai_api_key",
+        "anthropic_base_url",
+        "openai_base_url",
+        mode="before",
+    )
     @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
+    def _blank_is_none(cls, value: Any) -> Any:  # `KEY=` in .env means "not set"
         return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("bot_model", "bot_fallback_model", "bot_models")
@@ -133,7 +153,8 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value, for log redaction."""
         values = [self.anthropic_api_key, self.openai_api_key]
-        return [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        own = [v.get_secret_value() for v in values if v and v.get_secret_value()]
+        return own + self.slack.secrets() + self.telegram.secrets() + self.discord.secrets()
 
 
 def parse_pricing(raw: str) -> dict[str, Price]:
@@ -158,15 +179,37 @@ def parse_pricing(raw: str) -> dict[str, Price]:
     return prices
 
 
-def _error_line(error: Any) -> str:
-    location = "_".join(str(part) for part in error.get("loc", ()) if part != "__root__").upper()
+def _error_line(error: Any, prefix: str = "") -> str:
+    parts = [str(part) for part in error.get("loc", ()) if part != "__root__" and not isinstance(part, int)]
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{location}: {message}" if location else message
+    if not parts:
+        return f"{prefix.rstrip('_')}: {message}" if prefix else message
+    return f"{prefix}{'_'.join(parts).upper()}: {message}"
+
+
+_SECTIONS: dict[str, tuple[type[BaseSettings], str]] = {
+    "slack": (SlackSettings, "SLACK_"),
+    "telegram": (TelegramSettings, "TELEGRAM_"),
+    "discord": (DiscordSettings, "DISCORD_"),
+}
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from env and .env; raises SettingsError with one line per bad value."""
+    """Settings from env and .env; raises SettingsError with one line per bad value (all sections)."""
+    lines: list[str] = []
+    env_file = overrides.get("_env_file", ".env")
+    for name, (section, prefix) in _SECTIONS.items():
+        if name in overrides:
+            continue
+        try:
+            overrides[name] = section(_env_file=env_file)
+        except ValidationError as error:
+            lines += [_error_line(e, prefix) for e in error.errors(include_input=False)]
+            overrides[name] = section.model_construct()  # reported once above, not again below
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as error:
-        raise SettingsError([_error_line(e) for e in error.errors(include_input=False)]) from None
+        lines += [_error_line(e) for e in error.errors(include_input=False)]
+    if lines:
+        raise SettingsError(lines)
+    return settings

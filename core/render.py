@@ -54,9 +54,11 @@ class EditStreamer:
         self._placeholder = placeholder
         self._clock = clock or asyncio.get_running_loop().time
         self._text = ""
+        self._status = ""  # a transient line under the text (e.g. a running tool); never in the final
         self._shown: list[tuple[str, str]] = []  # (message id, text shown) per part
         self._last_edit = -1e9
         self._dirty = asyncio.Event()
+        self._syncing = asyncio.Lock()  # held by the pacer while it posts or edits
         self._pacer: asyncio.Task[None] | None = None
         self.calls = 0  # post + edit calls made, for benchmarks
 
@@ -78,6 +80,25 @@ class EditStreamer:
         if self._pacer is None and self._caps.can_edit:  # without edits, everything is posted at the end
             self._pacer = asyncio.create_task(self._pace())
 
+    def set_status(self, status: str) -> None:
+        """Show `status` under the streamed text until it changes; `finish` drops it. It is left out
+        when it would not fit in the last message, so it never creates a message of its own."""
+        if status == self._status:
+            return
+        self._status = status
+        self._dirty.set()
+        if self._pacer is None and self._caps.can_edit:
+            self._pacer = asyncio.create_task(self._pace())
+
+    async def stop(self) -> str:
+        """Stop pacing without a final sync; return all appended text. For adapters that end a stream
+        their own way (e.g. a native draft that is replaced by a real message)."""
+        if self._pacer is not None:
+            self._pacer.cancel()
+            await asyncio.gather(self._pacer, return_exceptions=True)
+            self._pacer = None
+        return self._text
+
     async def _pace(self) -> None:
         while True:
             await self._dirty.wait()
@@ -86,7 +107,8 @@ class EditStreamer:
                 await asyncio.sleep(wait)
             self._dirty.clear()
             try:
-                await self._sync()
+                async with self._syncing:
+                    await self._sync()
             except Exception:  # a failed interim edit is retried at the next tick; the final sync decides
                 log.warning("interim edit failed", exc_info=True)
                 self._dirty.set()
@@ -94,19 +116,29 @@ class EditStreamer:
     async def finish(self, final_text: str | None = None) -> list[str]:
         """Stop pacing and make the messages show exactly `final_text` (default: all appended text)."""
         if self._pacer is not None:
-            self._pacer.cancel()
-            await asyncio.gather(self._pacer, return_exceptions=True)
+            # Cancel only between calls: a post cancelled in flight may land anyway and be posted twice.
+            async with self._syncing:
+                self._pacer.cancel()
+                await asyncio.gather(self._pacer, return_exceptions=True)
             self._pacer = None
         if final_text is not None:
             self._text = final_text
+        self._status = ""
         wait = self._last_edit + self._caps.edit_interval_s - self._clock()
         if wait > 0 and self._shown:
             await asyncio.sleep(wait)
         await self._sync()
         return self.message_ids
 
+    def _parts(self) -> list[str]:
+        limit = self._caps.max_message_chars
+        parts = split_text(self._text, limit) if self._text else [self._status or self._placeholder]
+        if self._status and self._text and len(parts[-1]) + len(self._status) + 2 <= limit:
+            parts[-1] = f"{parts[-1]}\n\n{self._status}"
+        return parts
+
     async def _sync(self) -> None:
-        parts = split_text(self._text, self._caps.max_message_chars) if self._text else [self._placeholder]
+        parts = self._parts()
         for index, part in enumerate(parts):
             if index < len(self._shown):
                 message_id, shown = self._shown[index]

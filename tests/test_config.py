@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bot.config import SettingsError, load_settings
@@ -69,3 +71,22 @@ def test_dated_model_uses_base_price_and_unknown_is_none() -> None:
     dated = table.price_of(parse_model_id("anthropic:claude-sonnet-4-5-20250929"))
     assert dated is not None and dated.input == 3.0
     assert table.price_of(parse_model_id("openai:my-own-model")) is None
+
+
+def test_env_example_with_one_key_is_a_working_configuration(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parent.parent / ".env.example").read_text(encoding="utf-8")
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        example.replace("ANTHROPIC_API_KEY=\n", "ANTHROPIC_API_KEY=sk-ant-x\n"), encoding="utf-8"
+    )
+    loaded = load_settings(_env_file=str(env_file))
+    assert str(loaded.model) == "anthropic:claude-sonnet-5-5"
+    assert loaded.openai_api_key is None  # `OPENAI_API_KEY=` (blank) is not a key
+    assert not (loaded.slack.enabled or loaded.telegram.enabled or loaded.discord.enabled)
+
+
+def test_blank_keys_mean_no_llm(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ANTHROPIC_API_KEY=\nOPENAI_API_KEY=\n", encoding="utf-8")
+    with pytest.raises(SettingsError, match="no LLM configured"):
+        load_settings(_env_file=str(env_file))

@@ -1,0 +1,148 @@
+"""The Discord adapter: one discord.py client (gateway + REST), an app command tree, and the flows.
+
+The REST base and gateway URL are class attributes in discord.py (`Route.BASE`,
+`DiscordWebSocket.DEFAULT_GATEWAY`); they are set from the settings before connecting, so a REST proxy
+or a local fake works. One Discord adapter per process, as one client per bot token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import discord
+import yarl
+from discord.gateway import DiscordWebSocket
+from discord.http import Route
+
+from adapters.discord.commands import build_tree, sync_commands
+from adapters.discord.flows import Flows
+from adapters.discord.invite import invite_url
+from adapters.discord.settings import DiscordSettings
+from adapters.discord.surfaces import MAX_CHARS, ChannelSurface
+from core.adapter import AdapterContext
+from core.inbound import ConversationRef
+from core.render import Capabilities
+from core.textsplit import split_text
+
+log = logging.getLogger(__name__)
+
+
+class DiscordStartError(Exception):
+    """A problem the operator must fix (bad token, intents not enabled); never contains the token."""
+
+
+def intents_for(settings: DiscordSettings) -> discord.Intents:
+    intents = discord.Intents.none()
+    intents.guilds = True  # guilds, channels and threads (which threads are the bot's)
+    intents.guild_messages = True  # mentions and messages in the bot's threads
+    intents.dm_messages = True
+    intents.message_content = settings.message_content  # privileged: plain messages in threads
+    return intents
+
+
+class _Client(discord.Client):
+    def __init__(self, on_setup: Callable[[], Any], **options: Any) -> None:
+        super().__init__(**options)
+        self._on_setup = on_setup
+
+    async def setup_hook(self) -> None:
+        self._on_setup()
+
+
+class DiscordAdapter:
+    name = "discord"
+
+    def __init__(
+        self, settings: DiscordSettings, context: AdapterContext, *, clock: Callable[[], float] | None = None
+    ) -> None:
+        self._settings = settings
+        self._context = context
+        self.capabilities = Capabilities(
+            max_message_chars=MAX_CHARS, edit_interval_s=settings.edit_interval, threads=True
+        )
+        self._clock = clock or time.monotonic  # interaction-token lifetime (tests pass a simulated one)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.client = _Client(
+            self._setup,
+            intents=intents_for(settings),
+            max_messages=None,  # no message cache: the adapter never looks messages up
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            allowed_mentions=discord.AllowedMentions.none(),  # model text never pings anyone
+        )
+        self.flows = Flows(
+            self.client,
+            context.router,
+            self.capabilities,
+            clock=self._clock,
+            archive_minutes=settings.thread_archive_minutes,
+        )
+        self.tree = build_tree(self.client, self.flows, context.offered_models, self._tracked)
+        self.client.event(self.on_message)
+
+    async def on_message(self, message: discord.Message) -> None:
+        await self._tracked(self.flows.message(message))
+
+    async def _tracked(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run one event's handler; remembered so shutdown can cancel it, and its failure logged."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await work
+        except Exception:
+            log.exception("handling a Discord event failed")
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    def _setup(self) -> None:
+        app_id = self.client.application_id
+        if app_id is not None:
+            log.info("Discord invite URL (bot + slash commands): %s", invite_url(app_id))
+        if self._settings.sync_commands:
+            task = asyncio.create_task(sync_commands(self.tree, self.client, self._settings.guild_ids))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _point_at_api(self) -> None:
+        Route.BASE = self._settings.api_url.rstrip("/")
+        if self._settings.gateway_url:
+            DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(self._settings.gateway_url)
+
+    async def run(self) -> None:
+        if self._settings.bot_token is None:
+            raise DiscordStartError("DISCORD_BOT_TOKEN is not set")
+        self._point_at_api()
+        try:
+            async with self.client:
+                await self.client.start(self._settings.bot_token.get_secret_value())
+        except discord.LoginFailure:
+            raise DiscordStartError(
+                "Discord rejected DISCORD_BOT_TOKEN; copy it again from the Bot page"
+            ) from None
+        except discord.PrivilegedIntentsRequired:
+            raise DiscordStartError(
+                "Discord refused the MESSAGE CONTENT intent: enable it under Bot -> Privileged Gateway "
+                "Intents in the developer portal, or set DISCORD_MESSAGE_CONTENT=false"
+            ) from None
+        finally:
+            await self._cancel_tasks()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def ready(self) -> bool:
+        return self.client.is_ready() and not self.client.is_closed()
+
+    async def post_notice(self, ref: ConversationRef, text: str) -> None:
+        surface = ChannelSurface(self.client, int(ref.thread or ref.channel))
+        for part in split_text(text, MAX_CHARS):
+            await surface.post(part)

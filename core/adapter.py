@@ -1,0 +1,49 @@
+"""The adapter seam: what `bot` needs from every platform adapter.
+
+An adapter owns its platform connection, turns platform events into `InboundMessage`s, feeds them to
+`Router.handle` and renders the events each turn yields in its platform's idiom. Its limits are data
+(`Capabilities`, see core/render.py), so the shared streaming policy can honour them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.inbound import ConversationRef
+from core.render import Capabilities
+from core.router import Router
+
+
+class Adapter(Protocol):
+    name: str  # the platform name used in ConversationRef.platform, e.g. "slack"
+    capabilities: Capabilities
+
+    async def run(self) -> None:
+        """Connect and serve until cancelled; cancellation disconnects cleanly."""
+        ...
+
+    def ready(self) -> bool:
+        """True while connected and able to receive events (for readiness checks)."""
+        ...
+
+    async def post_notice(self, ref: ConversationRef, text: str) -> None:
+        """Post a short standalone message into a conversation (restart notes, warnings)."""
+        ...
+
+
+class HttpRoutes(Protocol):
+    """Where an adapter mounts its inbound HTTP endpoints (Slack events, Telegram webhook) on the bot's
+    one HTTP server. `handler` is an aiohttp handler: `async (aiohttp.web.Request) -> web.StreamResponse`."""
+
+    def add_route(self, method: str, path: str, handler: Callable[[Any], Awaitable[Any]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdapterContext:
+    """Everything an adapter gets from the application besides its own settings."""
+
+    router: Router
+    routes: HttpRoutes
+    offered_models: tuple[str, ...] = ()

@@ -1,0 +1,423 @@
+"""The fake Discord's REST API: the routes the adapter uses, with Discord's validation and errors.
+
+Responses carry `Content-Type: application/json` exactly (discord.py parses nothing else as JSON),
+X-RateLimit-* headers from per-route buckets, and 429s with `Via` and `retry_after` as the real API
+sends them (discord.py treats a 429 without `Via` as a Cloudflare ban). Every call is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes import discord_wire as wire
+from tests.fakes.discord_wire import ApiError, snowflake
+
+BOT_TOKEN = "fake-discord-bot-token.secret"
+INTERACTION_DEADLINE_S = 3.0
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: Any
+    status: int
+    at: float
+    owner: str  # interaction id for interaction/webhook routes, channel id for channel routes
+
+
+@dataclass
+class Interaction:
+    id: int
+    token: str
+    channel_id: int
+    guild_id: int | None
+    user_id: int
+    dispatched_at: float
+    state: str = "new"  # new -> deferred | responded
+    original_id: int | None = None
+    followup_ids: list[int] = field(default_factory=list)
+    first_content_at: float | None = None
+
+
+@dataclass
+class ForcedFailure:
+    method: str
+    pattern: re.Pattern[str]
+    status: int
+    times: int
+    retry_after: float
+    body: dict[str, Any] | None = None
+
+
+class FakeRestApi:
+    """REST half of FakeDiscord (which holds the state declared here and the gateway)."""
+
+    application_id: int
+    bot_id: int
+    bot_user: dict[str, Any]
+    users: dict[int, dict[str, Any]]
+    channels: dict[int, dict[str, Any]]
+    messages: dict[int, dict[str, Any]]
+    threads_of: dict[int, int]
+    interactions: dict[int, Interaction]
+    by_token: dict[str, Interaction]
+    commands: dict[int | None, list[dict[str, Any]]]
+    command_puts: int
+    calls: list[Call]
+    limiter: wire.RateLimiter
+    tokens_expired: bool
+    alice: int
+    on_content: Callable[[Interaction], None] | None
+    _failures: list[ForcedFailure]
+    _routes: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Any]]]]
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _route_table(self) -> list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Any]]]]:
+        table: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = [
+            ("GET", r"/users/@me", self._get_me),
+            ("GET", r"/oauth2/applications/@me", self._get_app),
+            ("GET", r"/applications/(\d+)/commands", self._get_commands),
+            ("PUT", r"/applications/(\d+)/commands", self._put_commands),
+            ("GET", r"/applications/(\d+)/guilds/(\d+)/commands", self._get_commands),
+            ("PUT", r"/applications/(\d+)/guilds/(\d+)/commands", self._put_commands),
+            ("POST", r"/interactions/(\d+)/([^/]+)/callback", self._callback),
+            ("PATCH", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._webhook_edit),
+            ("DELETE", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._webhook_delete),
+            ("POST", r"/webhooks/(\d+)/([^/]+)", self._webhook_send),
+            ("POST", r"/channels/(\d+)/messages", self._channel_send),
+            ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._channel_edit),
+            ("POST", r"/channels/(\d+)/typing", self._typing),
+            ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
+        ]
+        return [(m, re.compile(p + "$"), h) for m, p, h in table]
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        path = "/" + request.match_info["tail"]
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = None
+        owner, kind = self._owner_and_bucket(path)
+        status, payload, headers = await self._answer(request, path, body, owner, kind)
+        self.calls.append(Call(request.method, path, body, status, time.perf_counter(), owner))
+        if status == 204:
+            return web.Response(status=204, headers=headers)
+        # Exactly `application/json`: discord.py parses nothing else as JSON.
+        headers["Content-Type"] = "application/json"
+        return web.Response(status=status, body=json.dumps(payload).encode(), headers=headers)
+
+    async def _answer(
+        self, request: web.Request, path: str, body: Any, owner: str, kind: str | None
+    ) -> tuple[int, Any, dict[str, str]]:
+        forced = self._forced(request.method, path)
+        if forced is not None:
+            if forced.status == 429:
+                self.limiter.received_429 += 1
+                return 429, wire.rate_limited_body(forced.retry_after, False), _limited(forced.retry_after)
+            return forced.status, {"message": "scripted failure", "code": 0}, {}
+        headers, retry_after, is_global = self.limiter.check(kind, owner, time.monotonic())
+        if retry_after is not None:
+            headers |= _limited(retry_after)
+            return 429, wire.rate_limited_body(retry_after, is_global), headers
+        for method, pattern, handler in self._routes:
+            match = pattern.match(path)
+            if match and method == request.method:
+                try:
+                    if not path.startswith(("/interactions/", "/webhooks/")):
+                        self._authorize(request)
+                    result = await handler(body, *match.groups())
+                except ApiError as error:
+                    return error.status, error.body, headers
+                return (204, None, headers) if result is None else (200, result, headers)
+        return 404, {"message": "404: Not Found", "code": 0}, headers
+
+    def _forced(self, method: str, path: str) -> ForcedFailure | None:
+        for failure in self._failures:
+            if failure.times > 0 and failure.method == method and failure.pattern.search(path):
+                failure.times -= 1
+                return failure
+        return None
+
+    def _owner_and_bucket(self, path: str) -> tuple[str, str | None]:
+        parts = path.split("/")
+        if parts[1] == "interactions":
+            return parts[2], None
+        if parts[1] == "webhooks":
+            interaction = self.by_token.get(parts[3])
+            return (str(interaction.id) if interaction else parts[3]), "webhook"
+        if parts[1] == "channels":
+            return parts[2], "typing" if path.endswith("/typing") else "channel"
+        return "app", None
+
+    @staticmethod
+    def _authorize(request: web.Request) -> None:
+        if request.headers.get("Authorization") != f"Bot {BOT_TOKEN}":
+            raise ApiError(401, 0, "401: Unauthorized")
+
+    async def _get_me(self, _body: Any) -> dict[str, Any]:
+        return dict(self.bot_user, verified=True, mfa_enabled=False, flags=0)
+
+    async def _get_app(self, _body: Any) -> dict[str, Any]:
+        return {
+            "id": str(self.application_id),
+            "name": "teammate",
+            "icon": None,
+            "description": "",
+            "bot_public": True,
+            "bot_require_code_grant": False,
+            "owner": self.users[self.alice],
+            "verify_key": "0" * 64,
+            "flags": 0,
+            "team": None,
+        }
+
+    async def _get_commands(self, _body: Any, app_id: str, guild_id: str | None = None) -> list[Any]:
+        return self.commands.get(int(guild_id) if guild_id else None, [])
+
+    async def _put_commands(self, body: Any, app_id: str, guild_id: str | None = None) -> list[Any]:
+        if int(app_id) != self.application_id:
+            raise ApiError(403, 50001, "Missing Access")
+        if not isinstance(body, list) or len(body) > 100:
+            raise wire.form_error("commands", "BASE_TYPE_MAX_LENGTH", "Must be 100 or fewer in length.")
+        stored = []
+        for index, command in enumerate(body):
+            _check_command(index, command)
+            stored.append(
+                command
+                | {"id": str(snowflake()), "application_id": app_id, "version": str(snowflake())}
+                | ({"guild_id": guild_id} if guild_id else {})
+            )
+        self.command_puts += 1
+        self.commands[int(guild_id) if guild_id else None] = stored
+        return stored
+
+    def _interaction(self, token: str) -> Interaction:
+        interaction = self.by_token.get(token)
+        if interaction is None:
+            raise unknown_webhook()
+        if self.tokens_expired:
+            raise ApiError(401, 50027, "Invalid Webhook Token")
+        return interaction
+
+    async def _callback(self, body: Any, interaction_id: str, token: str) -> dict[str, Any]:
+        interaction = self.interactions.get(int(interaction_id))
+        if interaction is None or interaction.token != token:
+            raise ApiError(404, 10062, "Unknown interaction")
+        if time.perf_counter() - interaction.dispatched_at > INTERACTION_DEADLINE_S:
+            raise ApiError(404, 10062, "Unknown interaction")
+        if interaction.state != "new":
+            raise ApiError(400, 40060, "Interaction has already been acknowledged.")
+        kind = body.get("type") if isinstance(body, dict) else None
+        data = (body or {}).get("data") or {}
+        if kind == 8:
+            _check_choices(data.get("choices"))
+            interaction.state = "responded"
+            return {"interaction": {"id": interaction_id, "type": 4}}
+        if kind not in (4, 5):
+            raise wire.form_error("type", "BASE_TYPE_CHOICES", f"Value must be one of (4, 5, 8); got {kind}.")
+        flags = int(data.get("flags") or 0)
+        if kind == 4:
+            wire.check_message_body(data, editing=False)
+            content, embeds = data.get("content") or "", data.get("embeds") or []
+        else:
+            content, embeds, flags = "", [], flags | wire.FLAG_LOADING
+        message = await self._create_message(
+            interaction.channel_id, content, embeds, flags, message_type=20, interaction=interaction
+        )
+        interaction.state = "deferred" if kind == 5 else "responded"
+        interaction.original_id = int(message["id"])
+        self._note_content(interaction, content)
+        return {
+            "interaction": {
+                "id": interaction_id,
+                "type": 2,
+                "response_message_id": message["id"],
+                "response_message_loading": kind == 5,
+                "response_message_ephemeral": bool(flags & wire.FLAG_EPHEMERAL),
+            },
+            "resource": {"type": kind} | ({"message": message} if kind == 4 else {}),
+        }
+
+    def _webhook_message(self, interaction: Interaction, message_id: str) -> dict[str, Any]:
+        wanted = interaction.original_id if message_id == "@original" else int(message_id)
+        if wanted is None or wanted not in self.messages:
+            raise unknown("Message", 10008)
+        if wanted != interaction.original_id and wanted not in interaction.followup_ids:
+            raise unknown("Message", 10008)
+        return self.messages[wanted]
+
+    async def _webhook_edit(self, body: Any, app_id: str, token: str, message_id: str) -> dict[str, Any]:
+        interaction = self._interaction(token)
+        message = self._webhook_message(interaction, message_id)
+        wire.check_message_body(body, editing=True)
+        updated = await self._edit(message, body)
+        self._note_content(interaction, updated["content"])
+        return updated
+
+    async def _webhook_delete(self, _body: Any, app_id: str, token: str, message_id: str) -> None:
+        interaction = self._interaction(token)
+        message = self._webhook_message(interaction, message_id)
+        del self.messages[int(message["id"])]
+
+    async def _webhook_send(self, body: Any, app_id: str, token: str) -> dict[str, Any]:
+        interaction = self._interaction(token)
+        if interaction.state == "new":
+            raise unknown_webhook()
+        wire.check_message_body(body, editing=False)
+        message = await self._create_message(
+            interaction.channel_id,
+            body.get("content") or "",
+            body.get("embeds") or [],
+            int(body.get("flags") or 0),
+            interaction=interaction,
+        )
+        interaction.followup_ids.append(int(message["id"]))
+        self._note_content(interaction, message["content"])
+        return message
+
+    async def _channel_send(self, body: Any, channel_id: str) -> dict[str, Any]:
+        if int(channel_id) not in self.channels:
+            raise unknown("Channel", 10003)
+        wire.check_message_body(body, editing=False)
+        if int(body.get("flags") or 0) & wire.FLAG_EPHEMERAL:
+            raise wire.form_error("flags", "MESSAGE_FLAGS_INVALID", "Ephemeral is only for interactions")
+        return await self._create_message(
+            int(channel_id), body.get("content") or "", body.get("embeds") or [], 0
+        )
+
+    async def _channel_edit(self, body: Any, channel_id: str, message_id: str) -> dict[str, Any]:
+        message = self.messages.get(int(message_id))
+        if message is None or message["channel_id"] != channel_id:
+            raise unknown("Message", 10008)
+        if message["author"]["id"] != str(self.bot_id) or message["flags"] & wire.FLAG_EPHEMERAL:
+            # Ephemeral interaction replies are not reachable through the channel route either.
+            raise ApiError(403, 50005, "Cannot edit a message authored by another user")
+        wire.check_message_body(body, editing=True)
+        return await self._edit(message, body)
+
+    async def _typing(self, _body: Any, channel_id: str) -> None:
+        if int(channel_id) not in self.channels:
+            raise unknown("Channel", 10003)
+
+    async def _start_thread(self, body: Any, channel_id: str, message_id: str) -> dict[str, Any]:
+        channel = self.channels.get(int(channel_id))
+        if channel is None:
+            raise unknown("Channel", 10003)
+        if channel["type"] not in (0, 5):
+            raise ApiError(400, 50024, "Cannot execute action on this channel type")
+        message = self.messages.get(int(message_id))
+        if message is None or message["channel_id"] != channel_id:
+            raise unknown("Message", 10008)
+        if int(message_id) in self.threads_of:
+            raise ApiError(400, 160004, "A thread has already been created for this message")
+        name = (body or {}).get("name") or ""
+        if not 1 <= len(name) <= 100:
+            raise wire.form_error("name", "BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+        archive = (body or {}).get("auto_archive_duration", 4320)
+        if archive not in (60, 1440, 4320, 10080):
+            raise wire.form_error("auto_archive_duration", "BASE_TYPE_CHOICES", "Value must be one of ...")
+        guild_id = int(channel["guild_id"])
+        thread = wire.thread_channel(int(message_id), guild_id, int(channel_id), self.bot_id, name, archive)
+        self.channels[int(message_id)] = thread
+        self.threads_of[int(message_id)] = int(message_id)
+        await self.dispatch("THREAD_CREATE", dict(thread, newly_created=True))
+        return thread
+
+    # --- message store -----------------------------------------------------------------------------
+
+    async def _create_message(
+        self,
+        channel_id: int,
+        content: str,
+        embeds: list[dict[str, Any]],
+        flags: int,
+        *,
+        message_type: int = 0,
+        interaction: Interaction | None = None,
+    ) -> dict[str, Any]:
+        channel = self.channels[channel_id]
+        guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
+        payload = wire.message(
+            snowflake(),
+            channel_id,
+            self.bot_user,
+            content,
+            guild_id=guild_id,
+            embeds=embeds,
+            flags=flags,
+            message_type=message_type,
+            webhook_id=self.application_id if interaction else None,
+            application_id=self.application_id if interaction else None,
+        )
+        self.messages[int(payload["id"])] = payload
+        if not flags & wire.FLAG_EPHEMERAL:
+            await self.dispatch("MESSAGE_CREATE", payload)
+        return payload
+
+    async def _edit(self, message: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        updated = dict(message)
+        if "content" in body:
+            updated["content"] = body["content"] or ""
+        if "embeds" in body:
+            updated["embeds"] = body["embeds"] or []
+        updated["flags"] = message["flags"] & ~wire.FLAG_LOADING
+        wire.check_editable_result(updated)
+        updated["edited_timestamp"] = wire.iso_now()
+        self.messages[int(message["id"])] = updated
+        if not updated["flags"] & wire.FLAG_EPHEMERAL:
+            await self.dispatch("MESSAGE_UPDATE", updated)
+        return updated
+
+    def _note_content(self, interaction: Interaction, content: str) -> None:
+        if content and interaction.first_content_at is None:
+            interaction.first_content_at = time.perf_counter()
+            if self.on_content is not None:
+                self.on_content(interaction)
+
+
+def unknown(what: str, code: int) -> ApiError:
+    return wire.unknown(what, code)
+
+
+def unknown_webhook() -> ApiError:
+    return wire.unknown("Webhook", 10015)
+
+
+def _limited(retry_after: float) -> dict[str, str]:
+    # discord.py treats a 429 without `Via` as a Cloudflare ban and gives up: the real API sends it.
+    return {"Retry-After": str(max(1, round(retry_after))), "Via": "1.1 google", "X-RateLimit-Scope": "user"}
+
+
+_NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def _check_command(index: int, command: dict[str, Any]) -> None:
+    name = command.get("name", "")
+    if not _NAME.match(name) or name != name.lower():
+        raise wire.form_error(f"{index}.name", "APPLICATION_COMMAND_INVALID_NAME", "Invalid command name")
+    if not 1 <= len(command.get("description", "")) <= 100:
+        raise wire.form_error(f"{index}.description", "BASE_TYPE_BAD_LENGTH", "Must be 1-100 in length.")
+    for number, option in enumerate(command.get("options", [])):
+        if not _NAME.match(option.get("name", "")) or not 1 <= len(option.get("description", "")) <= 100:
+            raise wire.form_error(f"{index}.options.{number}", "BASE_TYPE_BAD_LENGTH", "Invalid option")
+
+
+def _check_choices(choices: Any) -> None:
+    if not isinstance(choices, list) or len(choices) > 25:
+        raise wire.form_error("data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+    for number, choice in enumerate(choices):
+        if not 1 <= len(choice.get("name", "")) <= 100 or len(str(choice.get("value", ""))) > 100:
+            raise wire.form_error(
+                f"data.choices.{number}", "BASE_TYPE_BAD_LENGTH", "Must be 1-100 in length."
+            )

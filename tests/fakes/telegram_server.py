@@ -1,0 +1,616 @@
+"""A local fake of the Telegram Bot API, speaking its real HTTP wire format on 127.0.0.1.
+
+The real python-telegram-bot talks to it through `base_url`. It validates what the real API validates
+for the methods the adapter uses (required fields, chats, reply targets, forum topics, HTML entity
+parsing, the 4,096-character limit, draft rules), answers with the real error shapes
+(`{"ok": false, "error_code": 400, "description": "Bad Request: ..."}`, 429 with
+`parameters.retry_after`), and records every call. Updates reach the bot by long polling (getUpdates)
+or, once setWebhook was called, by POSTing them to the webhook with the secret token header.
+
+    fake.script_failure("editMessageText", retry_after=1)       # the next edit gets a 429
+    mid = fake.user_says(fake.private_chat(42), "hello")        # an incoming message
+    await fake.wait_for(lambda: fake.bot_messages(42))          # wait until the bot answered
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import json
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+BOT_ID = 7_000_000_001
+BOT_USERNAME = "teammate_bot"
+TOKEN = "7000000001:AAFakeTokenForTests_abcdefghijklmnop"
+MAX_TEXT = 4096
+
+# Form fields the Bot API reads as plain strings; everything else is JSON-decoded, as PTB encodes it.
+_STRING_FIELDS = {"text", "parse_mode", "action", "url", "secret_token", "language_code", "caption"}
+_ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice"}
+_ALLOWED_TAGS = {
+    "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre",
+    "blockquote", "tg-emoji",
+}  # fmt: skip
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)((?:\s+[a-z-]+(?:=\"[^\"]*\")?)*)\s*>")
+_ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
+_COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, description: str, parameters: dict[str, Any] | None = None) -> None:
+        super().__init__(description)
+        self.code, self.description, self.parameters = code, description, parameters
+
+
+def bad_request(description: str) -> ApiError:
+    return ApiError(400, f"Bad Request: {description}")
+
+
+def parse_html(markup: str) -> str:
+    """Visible text of Telegram HTML, or ApiError as Telegram words it for malformed markup."""
+    out: list[str] = []
+    stack: list[str] = []
+    at = 0
+    while at < len(markup):
+        char = markup[at]
+        if char == "<":
+            match = _TAG.match(markup, at)
+            if match is None:
+                raise bad_request(f"can't parse entities: Unexpected start tag at byte offset {at}")
+            closing, name = match.group(1) == "/", match.group(2).lower()
+            if name not in _ALLOWED_TAGS:
+                raise bad_request(
+                    f'can\'t parse entities: Unsupported start tag "{name}" at byte offset {at}'
+                )
+            if closing:
+                if not stack or stack[-1] != name:
+                    expected = f"</{stack[-1]}>" if stack else "nothing"
+                    raise bad_request(
+                        f'can\'t parse entities: Unmatched end tag at byte offset {at}, expected "{expected}"'
+                    )
+                stack.pop()
+            else:
+                if name == "a" and "href=" not in match.group(3):
+                    raise bad_request("can't parse entities: Can't find href in a tag")
+                stack.append(name)
+            at = match.end()
+        elif char == "&":
+            match = _ENTITY.match(markup, at)
+            if match is None:
+                raise bad_request(
+                    f"can't parse entities: Can't find end of the entity starting at byte offset {at}"
+                )
+            out.append(html.unescape(match.group(0)))
+            at = match.end()
+        elif char == ">":
+            raise bad_request(f"can't parse entities: Unexpected end tag at byte offset {at}")
+        else:
+            out.append(char)
+            at += 1
+    if stack:
+        raise bad_request(
+            f"can't parse entities: Can't find end tag corresponding to start tag \"{stack[-1]}\""
+        )
+    return "".join(out)
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int
+    at: float
+
+
+@dataclass
+class BotMessage:
+    chat_id: int
+    message_id: int
+    text: str  # visible text
+    markup: str  # text as sent (HTML when parse_mode is HTML)
+    parse_mode: str | None
+    thread_id: int | None
+    reply_to: int | None
+    sent_at: float
+    edits: int = 0
+
+
+@dataclass
+class Failure:
+    method: str
+    retry_after: int | None  # 429 with this retry_after; None: a 400 with `description`
+    description: str
+    after: int  # let this many matching calls through first
+
+
+@dataclass
+class Flood:
+    """Token buckets like Telegram's flood control, for sendMessage/editMessageText."""
+
+    per_chat_burst: float = 4
+    per_chat_per_s: float = 1.0
+    per_group_per_min: float = 20
+    global_per_s: float = 30
+    buckets: dict[Any, tuple[float, float]] = field(default_factory=dict)  # key -> (tokens, time)
+
+    def take(self, key: Any, capacity: float, rate: float, now: float) -> bool:
+        tokens, then = self.buckets.get(key, (capacity, now))
+        tokens = min(capacity, tokens + (now - then) * rate)
+        if tokens < 1:
+            self.buckets[key] = (tokens, now)
+            return False
+        self.buckets[key] = (tokens - 1, now)
+        return True
+
+
+class FakeTelegram:
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.me = {
+            "id": BOT_ID,
+            "is_bot": True,
+            "first_name": "Teammate",
+            "username": BOT_USERNAME,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+        }
+        self.calls: list[Call] = []
+        self.chats: dict[int, dict[str, Any]] = {}
+        self.topics: dict[int, set[int]] = {}
+        self.known_messages: dict[int, set[int]] = {}
+        self.messages: dict[tuple[int, int], BotMessage] = {}
+        self.drafts: list[tuple[int, int, str]] = []  # (chat, draft id, visible text)
+        self.commands: list[dict[str, Any]] = []
+        self.webhook: dict[str, Any] | None = None
+        self.deliveries: list[int] = []  # HTTP status of every webhook delivery
+        self.flood: Flood | None = None  # None: no flood control (tests inject 429s explicitly)
+        self.port = 0
+        self._failures: list[Failure] = []
+        self._by_chat: dict[int, list[BotMessage]] = {}
+        self._blocked: dict[tuple[str, Any], float] = {}  # (method, chat) -> refused until
+        self._pending: deque[dict[str, Any]] = deque()
+        self._arrived = asyncio.Event()
+        self._next_update = 100_000
+        self._next_message: dict[int, int] = {}
+        self._runner: web.AppRunner | None = None
+        self._deliverer: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        if self._deliverer is not None:
+            self._deliverer.cancel()
+            await asyncio.gather(self._deliverer, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- the test's side: chats, incoming messages, scripted failures, assertions -------------------
+
+    def user(self, user_id: int, name: str = "Alice") -> dict[str, Any]:
+        return {"id": user_id, "is_bot": False, "first_name": name, "username": name.lower()}
+
+    def private_chat(self, user_id: int, name: str = "Alice") -> dict[str, Any]:
+        chat = {"id": user_id, "type": "private", "first_name": name, "username": name.lower()}
+        self.chats[user_id] = chat
+        return chat
+
+    def group(self, chat_id: int, title: str = "Team", *, forum: bool = False) -> dict[str, Any]:
+        chat: dict[str, Any] = {"id": chat_id, "type": "supergroup", "title": title}
+        if forum:
+            chat["is_forum"] = True
+            self.topics.setdefault(chat_id, set())
+        self.chats[chat_id] = chat
+        return chat
+
+    def open_topic(self, chat: dict[str, Any], creator: dict[str, Any], name: str = "Topic") -> int:
+        """Create a forum topic; its id is the id of the service message that created it."""
+        message_id = self._mint_message_id(chat["id"])
+        self.topics.setdefault(chat["id"], set()).add(message_id)
+        self.known_messages.setdefault(chat["id"], set()).add(message_id)
+        return message_id
+
+    def user_says(
+        self,
+        chat: dict[str, Any],
+        text: str,
+        *,
+        sender: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+        topic: int | None = None,
+    ) -> int:
+        """Deliver a new message from a user; returns its message id."""
+        update, message_id = self.message_update(chat, text, sender=sender, reply_to=reply_to, topic=topic)
+        self.push(update)
+        return message_id
+
+    def message_update(
+        self,
+        chat: dict[str, Any],
+        text: str,
+        *,
+        sender: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+        topic: int | None = None,
+    ) -> tuple[dict[str, Any], int]:
+        sender = sender or self.user(chat["id"] if chat["type"] == "private" else 1, "Alice")
+        message_id = self._mint_message_id(chat["id"])
+        self.known_messages.setdefault(chat["id"], set()).add(message_id)
+        message: dict[str, Any] = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": sender,
+            "text": text,
+        }
+        entities = _entities(text)
+        if entities:
+            message["entities"] = entities
+        if topic is not None:
+            message["message_thread_id"] = topic
+            message["is_topic_message"] = True
+        replied = reply_to if reply_to is not None else topic  # in a topic, messages answer its creation
+        if replied is not None:
+            message["reply_to_message"] = self._message_json(chat["id"], replied)
+        self._next_update += 1
+        return {"update_id": self._next_update, "message": message}, message_id
+
+    def push(self, update: dict[str, Any]) -> None:
+        """Queue a raw update (push the same one twice to simulate a redelivery)."""
+        self._pending.append(update)
+        self._arrived.set()
+
+    def script_failure(
+        self, method: str, *, retry_after: int | None = 1, description: str = "", after: int = 0
+    ) -> None:
+        """The next `method` call (after `after` successful ones) fails: 429 with retry_after, or 400."""
+        self._failures.append(Failure(method, retry_after, description, after))
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method]
+
+    def bot_messages(self, chat_id: int) -> list[BotMessage]:
+        return list(self._by_chat.get(chat_id, ()))  # in message id order
+
+    def statuses(self, status: int) -> list[Call]:
+        return [c for c in self.calls if c.status == status]
+
+    async def wait_for(self, condition: Callable[[], Any], within: float = 10.0) -> Any:
+        deadline = time.monotonic() + within
+        while True:
+            result = condition()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not met in time")
+            await asyncio.sleep(0.01)
+
+    # --- the bot's side: HTTP dispatch ------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await _read_params(request)
+        status, body = await self._answer(request.match_info["token"], method, params)
+        if method != "getUpdates" or body.get("result"):
+            self.calls.append(Call(method, params, status, time.monotonic()))
+        return web.json_response(body, status=status)
+
+    async def _answer(self, token: str, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        if token != self.token:
+            return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+        try:
+            self._maybe_fail(method, params)
+            return 200, {"ok": True, "result": await handler(params)}
+        except ApiError as error:
+            body: dict[str, Any] = {"ok": False, "error_code": error.code, "description": error.description}
+            if error.parameters:
+                body["parameters"] = error.parameters
+            return error.code, body
+
+    def _maybe_fail(self, method: str, params: dict[str, Any]) -> None:
+        for failure in self._failures:
+            if failure.method != method:
+                continue
+            if failure.after > 0:
+                failure.after -= 1
+                return
+            self._failures.remove(failure)
+            if failure.retry_after is None:
+                raise bad_request(failure.description or "scripted failure")
+            # Like Telegram, keep refusing this chat's calls of that kind until the wait is over.
+            key = (method, params.get("chat_id"))
+            self._blocked[key] = time.monotonic() + failure.retry_after
+            raise _too_many(failure.retry_after)
+        until = self._blocked.get((method, params.get("chat_id")), 0.0)
+        if time.monotonic() < until:
+            raise _too_many(max(1, math.ceil(until - time.monotonic())))
+        if self.flood is not None and method in ("sendMessage", "editMessageText"):
+            self._check_flood(params)
+
+    def _check_flood(self, params: dict[str, Any]) -> None:
+        assert self.flood is not None
+        flood, now, chat = self.flood, time.monotonic(), _int(params.get("chat_id"))
+        group = chat < 0
+        ok = flood.take("global", flood.global_per_s, flood.global_per_s, now) and (
+            flood.take(("group", chat), flood.per_group_per_min, flood.per_group_per_min / 60, now)
+            if group
+            else flood.take(("chat", chat), flood.per_chat_burst, flood.per_chat_per_s, now)
+        )
+        if not ok:
+            raise _too_many(1 if not group else 3)
+
+    # --- methods -------------------------------------------------------------------------------------
+
+    async def _m_getMe(self, params: dict[str, Any]) -> Any:
+        return self.me
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
+        self.webhook = None
+        if params.get("drop_pending_updates"):
+            self._pending.clear()
+        return True
+
+    async def _m_setWebhook(self, params: dict[str, Any]) -> Any:
+        url = params.get("url")
+        if not url:
+            raise bad_request("bad webhook: URL must not be empty")
+        secret = params.get("secret_token")
+        if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
+            raise bad_request("bad webhook: secret token contains unallowed characters")
+        self.webhook = {"url": url, "secret_token": secret}
+        if params.get("drop_pending_updates"):
+            self._pending.clear()
+        if self._deliverer is None:
+            self._deliverer = asyncio.create_task(self._deliver())
+        self._arrived.set()
+        return True
+
+    async def _m_getWebhookInfo(self, params: dict[str, Any]) -> Any:
+        url = self.webhook["url"] if self.webhook else ""
+        return {"url": url, "has_custom_certificate": False, "pending_update_count": len(self._pending)}
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        if self.webhook is not None:
+            raise ApiError(
+                409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook"
+            )
+        offset = _int(params.get("offset", 0))
+        while self._pending and self._pending[0]["update_id"] < offset:
+            self._pending.popleft()  # confirmed by the offset
+        if not self._pending:
+            self._arrived.clear()
+            timeout = float(params.get("timeout", 0) or 0)
+            try:
+                await asyncio.wait_for(self._arrived.wait(), timeout)
+            except TimeoutError:
+                return []
+        limit = _int(params.get("limit", 100)) or 100
+        return list(self._pending)[:limit]
+
+    async def _m_setMyCommands(self, params: dict[str, Any]) -> Any:
+        commands = params.get("commands")
+        if not isinstance(commands, list):
+            raise bad_request("can't parse commands JSON object")
+        for command in commands:
+            if not _COMMAND.match(str(command.get("command", ""))):
+                raise bad_request("BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", ""))) <= 256:
+                raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
+        self.commands = commands
+        return True
+
+    async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        if params.get("action") not in _ACTIONS:
+            raise bad_request("wrong parameter action in request")
+        self._thread(chat, params)
+        return True
+
+    async def _m_sendMessageDraft(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        if chat["type"] != "private":
+            raise bad_request("TEXTDRAFT_PEER_INVALID")
+        draft_id = params.get("draft_id")
+        if not isinstance(draft_id, int) or draft_id == 0:
+            raise bad_request("invalid draft_id specified")
+        text = _visible(params, allow_empty=True)
+        self.drafts.append((chat["id"], draft_id, text))
+        return True
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        visible = _visible(params)
+        thread = self._thread(chat, params)
+        reply_to = self._reply_target(chat, params)
+        message_id = self._mint_message_id(chat["id"])
+        self.known_messages.setdefault(chat["id"], set()).add(message_id)
+        message = BotMessage(
+            chat["id"],
+            message_id,
+            visible,
+            str(params["text"]),
+            params.get("parse_mode"),
+            thread,
+            reply_to,
+            time.monotonic(),
+        )
+        self.messages[(chat["id"], message_id)] = message
+        self._by_chat.setdefault(chat["id"], []).append(message)
+        return self._message_json(chat["id"], message_id)
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        message = self.messages.get((chat["id"], _int(params.get("message_id"))))
+        if message is None:
+            raise bad_request("message to edit not found")
+        visible = _visible(params)
+        if str(params["text"]) == message.markup and params.get("parse_mode") == message.parse_mode:
+            raise bad_request(
+                "message is not modified: specified new message content and reply markup are exactly "
+                "the same as a current content and reply markup of the message"
+            )
+        message.text, message.markup, message.parse_mode = (
+            visible,
+            str(params["text"]),
+            params.get("parse_mode"),
+        )
+        message.edits += 1
+        return self._message_json(chat["id"], message.message_id)
+
+    # --- helpers -------------------------------------------------------------------------------------
+
+    def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("chat_id") in (None, ""):
+            raise bad_request("chat_id is empty")
+        chat = self.chats.get(_int(params["chat_id"]))
+        if chat is None:
+            raise bad_request("chat not found")
+        return chat
+
+    def _thread(self, chat: dict[str, Any], params: dict[str, Any]) -> int | None:
+        thread = params.get("message_thread_id")
+        if thread is None:
+            return None
+        if _int(thread) not in self.topics.get(chat["id"], set()):
+            raise bad_request("message thread not found")
+        return _int(thread)
+
+    def _reply_target(self, chat: dict[str, Any], params: dict[str, Any]) -> int | None:
+        reply = params.get("reply_parameters")
+        if reply is None:
+            return None
+        if not isinstance(reply, dict) or "message_id" not in reply:
+            raise bad_request("can't parse reply parameters JSON object")
+        target = _int(reply["message_id"])
+        if target not in self.known_messages.get(chat["id"], set()):
+            if reply.get("allow_sending_without_reply"):
+                return None
+            raise bad_request("message to be replied not found")
+        return target
+
+    def _mint_message_id(self, chat_id: int) -> int:
+        self._next_message[chat_id] = self._next_message.get(chat_id, 0) + 1
+        return self._next_message[chat_id]
+
+    def _message_json(self, chat_id: int, message_id: int) -> dict[str, Any]:
+        chat = self.chats[chat_id]
+        body: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat}
+        sent = self.messages.get((chat_id, message_id))
+        if sent is not None:
+            body |= {"from": self.me, "text": sent.text}
+            if sent.thread_id is not None:
+                body |= {"message_thread_id": sent.thread_id, "is_topic_message": True}
+        elif message_id in self.topics.get(chat_id, set()):
+            body |= {"from": self.user(1), "forum_topic_created": {"name": "Topic", "icon_color": 7322096}}
+        else:
+            body |= {"from": self.user(1), "text": "earlier message"}
+        return body
+
+    async def _deliver(self) -> None:
+        """Webhook mode: POST queued updates in order; a non-2xx answer is retried, as Telegram does."""
+        assert self._session is not None
+        while True:
+            await self._arrived.wait()
+            while self._pending and self.webhook is not None:
+                headers = {"Content-Type": "application/json"}
+                if self.webhook.get("secret_token"):
+                    headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
+                try:
+                    payload = json.dumps(self._pending[0])
+                    async with self._session.post(self.webhook["url"], data=payload, headers=headers) as r:
+                        self.deliveries.append(r.status)
+                        ok = 200 <= r.status < 300
+                except aiohttp.ClientError:
+                    self.deliveries.append(0)
+                    ok = False
+                if ok:
+                    self._pending.popleft()
+                else:
+                    await asyncio.sleep(0.05)
+            self._arrived.clear()
+
+
+def _too_many(retry_after: int) -> ApiError:
+    return ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
+
+
+def _visible(params: dict[str, Any], *, allow_empty: bool = False) -> str:
+    text = params.get("text")
+    if text is None or text == "":
+        if allow_empty:
+            return ""
+        raise bad_request("message text is empty")
+    text = str(text)
+    mode = params.get("parse_mode")
+    visible = parse_html(text) if isinstance(mode, str) and mode.upper() == "HTML" else text
+    if not visible.strip() and not allow_empty:
+        raise bad_request("message text is empty")
+    if len(visible) > MAX_TEXT:
+        raise bad_request("message is too long" if "draft_id" not in params else "TEXTDRAFT_TOO_LONG")
+    return visible
+
+
+def _entities(text: str) -> list[dict[str, Any]]:
+    """The entities Telegram attaches to a user's text: a leading bot command and @mentions."""
+    entities: list[dict[str, Any]] = []
+    command = re.match(r"/[A-Za-z0-9_]+(@[A-Za-z0-9_]+)?", text)
+    if command:
+        entities.append({"type": "bot_command", "offset": 0, "length": command.end()})
+    for match in re.finditer(r"(?<![\w/])@[A-Za-z0-9_]{5,32}", text):
+        entities.append({"type": "mention", "offset": match.start(), "length": match.end() - match.start()})
+    return entities
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise bad_request("invalid integer value") from None
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    """Parameters as the Bot API accepts them: query string, JSON body, urlencoded or multipart form."""
+    params: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.json()
+        if isinstance(body, dict):
+            params |= body
+        return params
+    if request.can_read_body:
+        form = await request.post()
+        params |= {k: v for k, v in form.items() if isinstance(v, str)}
+    for key, value in list(params.items()):
+        if key not in _STRING_FIELDS and isinstance(value, str):
+            with contextlib.suppress(ValueError):  # else a plain string (e.g. an @username chat id)
+                params[key] = json.loads(value)
+    return params

@@ -1,0 +1,377 @@
+"""The Slack adapter end to end: real slack-bolt / slack-sdk against the fake Slack on 127.0.0.1, the real
+core behind it, the fake LLM server behind that."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from adapters.slack.adapter import SlackAdapter
+from adapters.slack.settings import SlackSettings
+from bot.app import open_core
+from bot.config import Settings
+from bot.http import HttpServer
+from core.adapter import AdapterContext
+from tests.fakes.llm_server import FakeLLMServer, Reply
+from tests.fakes.slack_server import (
+    ALICE,
+    APP_TOKEN,
+    BOT_TOKEN,
+    BOT_USER,
+    SIGNING_SECRET,
+    FakeSlack,
+    mention,
+)
+
+CHANNEL = "C0GENERAL"
+DM = "D0ALICE"
+
+
+@dataclass
+class Bot:
+    slack: FakeSlack
+    llm: FakeLLMServer
+    adapter: SlackAdapter
+    http: HttpServer
+
+    @property
+    def events_url(self) -> str:
+        return f"http://127.0.0.1:{self.http.port}/slack/events"
+
+    async def mention(self, text: str, *, channel: str = CHANNEL, thread_ts: str | None = None) -> str:
+        """A person mentions the bot; returns the thread the reply goes to."""
+        event = self.slack.user_message(channel, f"<@{BOT_USER}> {text}", thread_ts=thread_ts)
+        await self.slack.push_event(mention(event))
+        return thread_ts or event["ts"]
+
+    async def answer(self, thread_ts: str, channel: str = CHANNEL) -> str:
+        """Wait for the finished reply in a thread; return its text."""
+        await self.slack.wait_for(lambda: self.finished(channel, thread_ts))
+        return self.slack.answer_text(channel, thread_ts)
+
+    def finished(self, channel: str, thread_ts: str) -> bool:
+        messages = self.slack.answer_messages(channel, thread_ts)
+        return bool(messages) and all(not m.streaming for m in messages) and not self.adapter._tasks
+
+
+@pytest.fixture
+def slack_bot(
+    llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
+) -> Callable[..., contextlib.AbstractAsyncContextManager[Bot]]:
+    @contextlib.asynccontextmanager
+    async def start(
+        mode: str = "socket", core: dict[str, Any] | None = None, **slack: Any
+    ) -> AsyncIterator[Bot]:
+        fake = FakeSlack(stream_ttl_s=slack.pop("stream_ttl_s", 300.0))
+        await fake.start()
+        values: dict[str, Any] = {
+            "bot_token": BOT_TOKEN,
+            "api_url": fake.api_url,
+            "stream_interval": 0.02,
+            "edit_interval": 0.02,
+            "mode": mode,
+        }
+        values |= {"app_token": APP_TOKEN} if mode == "socket" else {"signing_secret": SIGNING_SECRET}
+        settings = SlackSettings(_env_file=None, **(values | slack))  # type: ignore[call-arg]
+        http = HttpServer("127.0.0.1", 0)
+        async with open_core(settings_for(**(core or {}))) as wired:
+            adapter = SlackAdapter(settings, AdapterContext(wired.router, http))
+            await http.start()
+            runner = asyncio.create_task(adapter.run())
+            try:
+                await fake.wait_for(lambda: adapter.ready() or runner.done())
+                yield Bot(fake, llm_server, adapter, http)
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+                await http.stop()
+                await fake.stop()
+
+    return start
+
+
+def user_texts(llm: FakeLLMServer) -> list[str]:
+    """Every user message text the model saw in its last request."""
+    messages = llm.bodies("anthropic")[-1]["messages"]
+    out: list[str] = []
+    for message in messages:
+        content = message["content"]
+        if message["role"] == "user":
+            blocks = content if isinstance(content, list) else [{"type": "text", "text": content}]
+            out += [b["text"] for b in blocks if b.get("type") == "text"]
+    return out
+
+
+# --- conversations ----------------------------------------------------------------------------
+
+
+async def test_channel_mention_streams_a_threaded_reply_with_the_tool_call(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        bot.llm.script(
+            "anthropic",
+            Reply.tool_calls(("calculator", {"expression": "6*7"})),
+            Reply.text("The answer is **42**.", chunks=3),
+        )
+        thread = await bot.mention("what is 6*7?")
+        assert await bot.answer(thread) == "The answer is **42**."
+        start = bot.slack.calls_to("chat.startStream")[0].args
+        assert start["thread_ts"] == thread and start["channel"] == CHANNEL
+        assert start["recipient_user_id"] == ALICE and start["recipient_team_id"]
+        tasks = [
+            c
+            for m in bot.slack.answer_messages(CHANNEL, thread)
+            for c in m.chunks
+            if c["type"] == "task_update"
+        ]
+        assert [t["status"] for t in tasks] == ["in_progress", "complete"]
+        assert "6*7" in tasks[0]["details"] and tasks[1]["output"] == "42"
+        assert bot.slack.calls_to("assistant.threads.setStatus")[0].args["thread_ts"] == thread
+        assert len(bot.slack.calls_to("chat.stopStream")) == 1
+
+
+async def test_dm_is_answered_in_its_own_thread(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        event = bot.slack.user_message(DM, "hello there")
+        await bot.slack.push_event(event)
+        assert await bot.answer(event["ts"], DM) == "echo: hello there"
+        start = bot.slack.calls_to("chat.startStream")[0].args
+        assert "recipient_user_id" not in start  # not needed in a DM
+
+
+async def test_thread_follow_up_without_mention_continues_the_session(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        thread = await bot.mention("remember the number 7")
+        await bot.answer(thread)
+        follow = bot.slack.user_message(CHANNEL, "what number was it?", thread_ts=thread)
+        await bot.slack.push_event(follow)
+        await bot.slack.wait_for(lambda: len(bot.slack.answer_messages(CHANNEL, thread)) == 2)
+        await bot.answer(thread)
+        assert user_texts(bot.llm) == ["remember the number 7", "what number was it?"]
+        # Top-level chatter in the channel is not for the bot.
+        await bot.slack.push_event(bot.slack.user_message(CHANNEL, "lunch?"))
+        await asyncio.sleep(0.1)
+        assert len(bot.llm.requests) == 2
+
+
+async def test_require_mention_ignores_thread_replies_without_one(slack_bot: Any) -> None:
+    async with slack_bot(require_mention=True) as bot:
+        thread = await bot.mention("hi")
+        await bot.answer(thread)
+        await bot.slack.push_event(bot.slack.user_message(CHANNEL, "and then?", thread_ts=thread))
+        await asyncio.sleep(0.1)
+        assert len(bot.llm.requests) == 1
+
+
+async def test_mention_inside_an_unseen_thread_reads_its_earlier_messages(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        root = bot.slack.user_message(CHANNEL, "Our deploy failed with error E42", user="U0BOB")["ts"]
+        bot.slack.user_message(CHANNEL, "I think it is the database migration", thread_ts=root)
+        thread = await bot.mention("can you summarise this?", thread_ts=root)
+        await bot.answer(thread)
+        assert bot.slack.calls_to("conversations.replies")[0].args["ts"] == root
+        seen = user_texts(bot.llm)[0]
+        assert "E42" in seen and "database migration" in seen and seen.endswith("can you summarise this?")
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+async def test_slash_command_is_acked_and_answered_ephemerally(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        ack = await bot.slack.push_command("help")
+        assert ack["envelope_id"]
+        await bot.slack.wait_for(lambda: bot.slack.responses)
+        response = bot.slack.responses[0]
+        assert response["response_type"] == "ephemeral" and "/new" in response["text"]
+        await bot.slack.push_command("")  # bare /ai: help
+        await bot.slack.push_command("model")
+        await bot.slack.push_command("teleport now")
+        await bot.slack.wait_for(lambda: len(bot.slack.responses) == 4)
+        texts = [r["text"] for r in bot.slack.responses]
+        assert (
+            "/new" in texts[1] and "claude-sonnet-5-5" in texts[2] and "Unknown command /teleport" in texts[3]
+        )
+        assert not bot.llm.requests
+
+
+async def test_words_to_the_bot_are_commands_and_an_empty_mention_gets_help(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        await bot.mention("")
+        await bot.slack.wait_for(lambda: bot.slack.ephemerals)
+        assert "/new" in bot.slack.ephemerals[0]["text"] and bot.slack.ephemerals[0]["user"] == ALICE
+        dm = bot.slack.user_message(DM, "new")
+        await bot.slack.push_event(dm)
+        await bot.slack.wait_for(lambda: bot.slack.bot_messages(DM))
+        assert "fresh conversation" in bot.slack.bot_messages(DM)[0].text
+        assert not bot.llm.requests  # "help me" would be a question; "new" alone is the command
+
+
+async def test_refusals_are_ephemeral(slack_bot: Any) -> None:
+    async with slack_bot(core={"allowed_users": ["slack:U0SOMEONE"]}) as bot:
+        await bot.mention("hi")
+        await bot.slack.wait_for(lambda: bot.slack.ephemerals)
+        assert "allow list" in bot.slack.ephemerals[0]["text"]
+        assert not bot.slack.bot_messages(CHANNEL) and not bot.llm.requests
+
+
+# --- delivery ---------------------------------------------------------------------------------
+
+
+async def test_redelivered_events_get_one_reply(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        event = bot.slack.user_message(CHANNEL, f"<@{BOT_USER}> once please")
+        await bot.slack.push_event(mention(event), event_id="Ev1")
+        await bot.slack.push_event(mention(event), event_id="Ev1", retry_attempt=1)  # a retry
+        await bot.slack.push_event(event, event_id="Ev2")  # the same mention as a `message` event
+        await bot.answer(event["ts"])
+        await bot.slack.disconnect()  # socket refresh, then Slack redelivers
+        await bot.slack.wait_for(lambda: bot.slack.connections == 2)
+        await bot.slack.push_event(mention(event), event_id="Ev1", retry_attempt=2)
+        await asyncio.sleep(0.1)
+        assert len(bot.llm.requests) == 1
+        assert len(bot.slack.calls_to("chat.startStream")) == 1
+
+
+async def test_own_and_other_bots_messages_are_ignored(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        thread = await bot.mention("hi")
+        await bot.answer(thread)
+        calls = len(bot.slack.calls)
+        own = bot.slack.user_message(CHANNEL, "echo: hi", user=BOT_USER, thread_ts=thread, bot=True)
+        other = bot.slack.user_message(
+            CHANNEL, f"<@{BOT_USER}> loop?", user="U0OTHERBOT", thread_ts=thread, bot=True
+        )
+        await bot.slack.push_event(own)
+        await bot.slack.push_event(other)
+        await bot.slack.push_event(mention(other))
+        await asyncio.sleep(0.1)
+        assert len(bot.llm.requests) == 1 and len(bot.slack.calls) == calls
+
+
+async def test_home_opened_in_messages_tab_suggests_prompts_without_thread(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        event = {
+            "type": "app_home_opened",
+            "user": ALICE,
+            "channel": DM,
+            "tab": "messages",
+            "event_ts": "1.0",
+        }
+        await bot.slack.push_event(event)
+        await bot.slack.push_event({**event, "tab": "home"})
+        await bot.slack.wait_for(lambda: bot.slack.calls_to("assistant.threads.setSuggestedPrompts"))
+        call = bot.slack.calls_to("assistant.threads.setSuggestedPrompts")[0]
+        assert "thread_ts" not in call.args and call.error is None and len(call.args["prompts"]) <= 4
+
+
+# --- limits and failures ----------------------------------------------------------------------
+
+
+async def test_429_on_append_is_retried_without_losing_text(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        text = "".join(f"sentence {i}. " for i in range(40))
+        bot.llm.script("anthropic", Reply.text(text, chunks=20, delay_s=0.01))
+        bot.slack.fail("chat.appendStream", status=429, retry_after=0, error="ratelimited")
+        thread = await bot.mention("talk")
+        assert await bot.answer(thread) == text
+        appends = bot.slack.calls_to("chat.appendStream")
+        assert appends[0].status == 429 and appends[1].args == appends[0].args  # resent whole
+
+
+async def test_429_on_start_stream_falls_back_to_post_and_update(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        text = "A fine answer, in several parts."
+        bot.llm.script("anthropic", Reply.text(text, chunks=4, delay_s=0.01))
+        bot.slack.fail("chat.startStream", status=429, retry_after=1, error="ratelimited")
+        thread = await bot.mention("hi")
+        await bot.slack.wait_for(
+            lambda: bot.slack.answer_text(CHANNEL, thread) == text and not bot.adapter._tasks
+        )
+        assert bot.slack.calls_to("chat.postMessage")
+        assert len(bot.slack.calls_to("chat.startStream")) == 1  # the fallback does not hammer it
+
+
+async def test_an_expired_stream_continues_in_a_new_message(slack_bot: Any) -> None:
+    async with slack_bot(stream_ttl_s=0.15) as bot:
+        text = "".join(f"word{i} " for i in range(30))
+        bot.llm.script("anthropic", Reply.text(text, chunks=15, delay_s=0.03))
+        thread = await bot.mention("slow one")
+        assert await bot.answer(thread) == text
+        errors = [c.error for c in bot.slack.calls_to("chat.appendStream")]
+        assert "message_not_in_streaming_state" in errors
+        assert len(bot.slack.answer_messages(CHANNEL, thread)) >= 2
+
+
+async def test_a_20000_character_answer_is_split_within_slack_limits(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        paragraph = "This is a sentence of a long answer about nothing in particular. " * 10 + "\n\n"
+        text = (paragraph * 40)[:20_000]
+        bot.llm.script("anthropic", Reply.text(text, chunks=10))
+        thread = await bot.mention("write a lot")
+        assert await bot.answer(thread) == text
+        messages = bot.slack.answer_messages(CHANNEL, thread)
+        assert len(messages) == 2 and all(len(m.text) <= 12_000 for m in messages)
+        assert messages[0].text.endswith("\n\n")  # cut at a paragraph break
+
+
+async def test_provider_failure_tells_the_user(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        bot.llm.script("anthropic", *[Reply.server_error(500)] * 4)
+        thread = await bot.mention("hi")
+        await bot.slack.wait_for(lambda: any(m.blocks for m in bot.slack.bot_messages(CHANNEL, thread)))
+        line = bot.slack.bot_messages(CHANNEL, thread)[-1].blocks[0]["elements"][0]["text"]  # type: ignore[index]
+        assert line.startswith(":warning:")
+        assert "sk-ant" not in str(bot.slack.calls)
+
+
+async def test_cut_stream_keeps_partial_text_and_says_so(slack_bot: Any) -> None:
+    async with slack_bot(core={"bot_retry_attempts": 1}) as bot:
+        bot.llm.script("anthropic", Reply.cut(after_chunks=2, text="partial words then nothing"))
+        thread = await bot.mention("hi")
+        await bot.slack.wait_for(lambda: any(m.blocks for m in bot.slack.bot_messages(CHANNEL, thread)))
+        assert bot.slack.bot_messages(CHANNEL, thread)[-1].blocks
+
+
+async def test_post_and_update_mode_shows_tools_as_context_lines(slack_bot: Any) -> None:
+    async with slack_bot(native_streaming=False) as bot:
+        bot.llm.script(
+            "anthropic",
+            Reply.text_then_tools("Let me compute.", ("calculator", {"expression": "2+3"})),
+            Reply.text("It is 5.", chunks=2),
+        )
+        thread = await bot.mention("2+3?")
+        await bot.slack.wait_for(
+            lambda: bot.slack.answer_text(CHANNEL, thread).endswith("It is 5.") and not bot.adapter._tasks
+        )
+        messages = bot.slack.bot_messages(CHANNEL, thread)
+        assert [m.text for m in messages if not m.blocks] == ["Let me compute.", "It is 5."]
+        tool_line = next(m for m in messages if m.blocks)
+        assert tool_line.text.startswith(":white_check_mark: *calculator*") and "· 5" in tool_line.text
+        assert not bot.slack.calls_to("chat.startStream")
+
+
+# --- HTTP mode --------------------------------------------------------------------------------
+
+
+async def test_http_mode_answers_signed_events_and_rejects_bad_signatures(slack_bot: Any) -> None:
+    async with slack_bot(mode="http") as bot:
+        event = bot.slack.user_message(CHANNEL, f"<@{BOT_USER}> over http")
+        status, _ = await bot.slack.post_event(bot.events_url, mention(event), secret="wrong-secret")
+        assert status == 401
+        stale = await bot.slack.post_event(bot.events_url, mention(event), timestamp=1_600_000_000)
+        assert stale[0] == 401
+        assert (await bot.slack.post_event(bot.events_url, mention(event), event_id="EvH"))[0] == 200
+        assert (await bot.slack.post_event(bot.events_url, mention(event), event_id="EvH", retry_num=1))[
+            0
+        ] == 200
+        assert await bot.answer(event["ts"]) == "echo: over http"
+        assert len(bot.llm.requests) == 1
+        status, _ = await bot.slack.post_command(bot.events_url, "usage")
+        assert status == 200
+        await bot.slack.wait_for(lambda: bot.slack.responses)
+        assert bot.slack.responses[0]["response_type"] == "ephemeral"
