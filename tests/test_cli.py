@@ -124,3 +124,44 @@ async def test_help(tmp_path: Path) -> None:
     code, out, _ = await run_bot(["--help"], "", bot_env(None, tmp_path), tmp_path)
     assert code == 0
     assert "run" in out and "chat" in out
+
+
+async def test_discord_invite_prints_the_url(tmp_path: Path) -> None:
+    from aiohttp import web
+
+    seen: list[str] = []
+
+    async def application(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization", ""))
+        return web.Response(text='{"id": "112233445566778899"}', content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/v10/oauth2/applications/@me", application)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        env = bot_env(
+            None,
+            tmp_path,
+            ANTHROPIC_API_KEY="k",
+            DISCORD_BOT_TOKEN="discord-secret-token",
+            DISCORD_API_URL=f"http://127.0.0.1:{port}/api/v10",
+        )
+        code, out, err = await run_bot(["discord-invite"], "", env, tmp_path)
+    finally:
+        await runner.cleanup()
+    assert code == 0, err
+    assert out.strip().startswith("https://discord.com/oauth2/authorize?client_id=112233445566778899")
+    assert "permissions=309237730304" in out and "applications.commands" in out
+    assert seen == ["Bot discord-secret-token"]
+    assert "discord-secret-token" not in out + err
+
+
+async def test_discord_invite_without_a_token(tmp_path: Path) -> None:
+    code, _, err = await run_bot(
+        ["discord-invite"], "", bot_env(None, tmp_path, ANTHROPIC_API_KEY="k"), tmp_path
+    )
+    assert code == 2 and "DISCORD_BOT_TOKEN is not set" in err
