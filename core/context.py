@@ -41,6 +41,8 @@ class ContextBudget:
 def build_messages(state: SessionState) -> list[Message]:
     """The history to send: summary first (if any), then live messages, with roles alternating."""
     messages = state.messages()
+    if state.alternating and not state.record.summary:
+        return messages  # the common case: nothing to merge, no walk over the history
     if state.record.summary:
         text = SUMMARY_PREFIX + state.record.summary
         if state.summary_messages is None or state.summary_messages[0].text != text:

@@ -7,6 +7,7 @@ a turn does not re-read or recount earlier turns. Every change goes to the store
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,33 @@ class SessionState:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # The summary as a user/assistant exchange, rebuilt only when the summary changes (keeps wire caches).
     summary_messages: tuple[Message, Message] | None = None
+    # Kept in step with `history` by SessionManager, so preparing a turn never walks the whole history
+    # to rebuild the message list or to check that roles alternate.
+    message_list: list[Message] = field(default_factory=list)
+    alternating: bool = True
+
+    def __post_init__(self) -> None:
+        self.reindex()
 
     @property
     def id(self) -> int:
         return self.record.id
 
     def messages(self) -> list[Message]:
-        return [stored.message for stored in self.history]
+        return list(self.message_list)
+
+    def reindex(self) -> None:
+        """Rebuild the derived fields after `history` was replaced."""
+        self.message_list = [stored.message for stored in self.history]
+        roles = [m.role for m in self.message_list]
+        self.alternating = all(a != b for a, b in itertools.pairwise(roles))
+
+    def remember(self, stored: StoredMessage) -> None:
+        if self.message_list and self.message_list[-1].role == stored.message.role:
+            self.alternating = False
+        self.history.append(stored)
+        self.message_list.append(stored.message)
+        self.total_tokens += stored.tokens
 
 
 class SessionManager:
@@ -91,8 +112,7 @@ class SessionManager:
         counted = [(m, await self._counter.count_message_async(m)) for m in messages]
         ids = await self._store.append_messages(state.id, counted, turn_id=turn_id, turn_status=turn_status)
         for (message, tokens), message_id in zip(counted, ids, strict=True):
-            state.history.append(StoredMessage(message_id, message, tokens))
-            state.total_tokens += tokens
+            state.remember(StoredMessage(message_id, message, tokens))
 
     async def new_session(self, ref: ConversationRef) -> SessionState:
         record = await self._store.start_new_session(ref)
@@ -122,6 +142,7 @@ class SessionManager:
             record.id, record.ref, record.model, summary, summary_tokens, record.created_at
         )
         state.history = state.history[keep_from:]
+        state.reindex()
         state.total_tokens = summary_tokens + sum(s.tokens for s in state.history)
 
     # Running turns, for `stop`.

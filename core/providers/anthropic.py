@@ -34,6 +34,7 @@ from core.providers.base import (
 from core.providers.retry_after import retry_after_seconds
 
 _WIRE_KEY = "anthropic.wire"
+_PREFIX_KEY = "anthropic.prefix"
 _CUT_OFF = "the response stream from Anthropic was cut off"
 # Anthropic tool ids must match ^[a-zA-Z0-9_-]+$; ids minted by other providers may not.
 _BAD_ID_CHARS = re.compile(r"[^a-zA-Z0-9_-]")
@@ -146,8 +147,8 @@ def build_params(request: ProviderRequest) -> dict[str, Any]:
 
 def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """Wire messages with same-role runs merged and a cache breakpoint on the very last block."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
+    out, start = _resume(messages)
+    for message in messages[start:]:
         wire = message_wire(message)
         if not wire["content"]:
             continue  # e.g. an assistant turn that produced only whitespace
@@ -155,12 +156,30 @@ def wire_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
             out[-1] = _merged(out[-1], wire)
         else:
             out.append(wire)
+    if messages:
+        # Memo for the next call of this conversation, which sends the same messages plus a few more.
+        messages[-1].cache[_PREFIX_KEY] = (messages[0], len(messages), list(out))
     if out:
         last = out[-1]
         content = list(last["content"])
         content[-1] = {**content[-1], "cache_control": _ephemeral()}
         out[-1] = {**last, "content": content}
     return out
+
+
+def _resume(messages: Sequence[Message]) -> tuple[list[dict[str, Any]], int]:
+    """The merged wire list of the longest prefix a previous call already built, and where it ends.
+
+    Only one memo lives per conversation (it moves to the newest last message), and it is used only
+    when it was built from the same first message at the same position, so a compaction or a new
+    summary, which change the first message, start afresh.
+    """
+    for index in range(len(messages) - 1, max(len(messages) - 8, 0) - 1, -1):
+        memo = messages[index].cache.get(_PREFIX_KEY)
+        if memo is not None and memo[0] is messages[0] and memo[1] == index + 1:
+            del messages[index].cache[_PREFIX_KEY]
+            return list(memo[2]), index + 1
+    return [], 0
 
 
 def message_wire(message: Message) -> dict[str, Any]:
