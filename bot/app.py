@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bot.config import Settings, SettingsError
 from core.access import AccessPolicy
 from core.agent import Agent, AgentConfig
+from core.budget import BudgetGuard, BudgetPolicy
 from core.models import PriceTable
 from core.providers.base import Provider
 from core.providers.failover import RetryPolicy
@@ -32,6 +33,8 @@ class Core:
     router: Router
     agent: Agent
     sessions: SessionManager
+    prices: PriceTable
+    budget: BudgetGuard
 
 
 def _credentials(settings: Settings) -> ProviderCredentials:
@@ -53,6 +56,15 @@ def build_tools(settings: Settings, extra: Sequence[Tool] = ()) -> ToolRegistry:
     for tool in [*builtin_tools(fetch_allow_private=settings.tool_fetch_allow_private), *extra]:
         registry.register(tool)
     return registry
+
+
+def budget_policy(settings: Settings) -> BudgetPolicy:
+    return BudgetPolicy(
+        timezone=settings.report_timezone,
+        user_cap_usd=settings.budget_daily_user_usd,
+        total_cap_usd=settings.budget_daily_total_usd,
+        admins_exempt=settings.budget_admins_exempt,
+    )
 
 
 @asynccontextmanager
@@ -81,7 +93,10 @@ async def open_core(
         max_output_tokens=settings.bot_max_output_tokens,
         context_tokens=settings.bot_context_tokens,
         retry=RetryPolicy(attempts=settings.bot_retry_attempts),
+        cost_footer=settings.bot_cost_footer,
     )
+    policy = AccessPolicy.build(settings.allowed_users, settings.allowed_channels, settings.admin_users)
+    budget = BudgetGuard(store, budget_policy(settings), is_admin=policy.is_admin)
     agent = Agent(
         config,
         pool,
@@ -90,12 +105,13 @@ async def open_core(
         store,
         UsageRecorder(store, prices),
         counter,
+        budget,
     )
-    policy = AccessPolicy.build(settings.allowed_users, settings.allowed_channels, settings.admin_users)
-    router = Router(store, sessions, agent, pool, policy, prices, settings.offered_models)
+    router = Router(store, sessions, agent, pool, policy, prices, settings.offered_models, budget.policy)
     try:
-        yield Core(settings, store, pool, router, agent, sessions)
+        yield Core(settings, store, pool, router, agent, sessions, prices, budget)
     finally:
         await router.aclose()
+        await budget.aclose()
         await pool.aclose()
         await store.close()

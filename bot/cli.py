@@ -8,6 +8,8 @@ import contextlib
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from adapters.console.adapter import ConsoleAdapter
 from bot.app import open_core
@@ -32,7 +34,38 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--new", action="store_true", help="start a fresh conversation instead of continuing")
     chat.add_argument("--verbose", action="store_true", help="show INFO logs on stderr")
     commands.add_parser("discord-invite", help="print the URL that adds the Discord bot to a server")
+    report = commands.add_parser(
+        "report", help="print or post the daily usage report for a day (default: yesterday)"
+    )
+    report.add_argument(
+        "--date",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="the day, in REPORT_TIMEZONE (default: yesterday)",
+    )
+    mode = report.add_mutually_exclusive_group()
+    mode.add_argument("--print", action="store_true", help="print it as Markdown (the default)")
+    mode.add_argument(
+        "--post", action="store_true", help="post it to every configured REPORT_* destination now"
+    )
     return parser
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+async def _report(settings: Settings, day: date | None, *, post: bool) -> int:
+    from bot.reportcli import post_report, print_report
+
+    if day is None:
+        day = datetime.now(ZoneInfo(settings.report_timezone)).date() - timedelta(days=1)
+    if post:
+        return await post_report(settings, day)
+    return await print_report(settings, day, sys.stdout)
 
 
 async def _discord_invite(settings: Settings) -> int:
@@ -62,6 +95,7 @@ async def _chat(settings: Settings, *, fresh: bool) -> int:
 async def _run(settings: Settings) -> int:
     from bot.http import HttpServer
     from bot.platforms import configured_adapters
+    from bot.scheduler import ReportConfig, ReportScheduler, report_destinations
     from bot.serve import serve
     from core.adapter import AdapterContext
 
@@ -87,8 +121,12 @@ async def _run(settings: Settings) -> int:
         _stop_on_sigterm()
         names = ", ".join(adapter.name for adapter in adapters)
         print(f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port}.", file=sys.stderr)
+        destinations = report_destinations(settings, adapters)
+        reports = ReportScheduler(core.store, core.prices, ReportConfig.from_settings(settings), destinations)
+        if destinations:
+            core.budget.on_warning(reports.announce)
         try:
-            await serve(adapters, core.router, http)
+            await serve(adapters, core.router, http, reports)
         except asyncio.CancelledError:
             print("Shutting down.", file=sys.stderr)
     return 0
@@ -111,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except SettingsError as error:
         return _config_error(error)
-    quiet = args.command == "chat" and not args.verbose
+    quiet = (args.command == "chat" and not args.verbose) or args.command == "report"
     setup_logging(
         "WARNING" if quiet and settings.log_level in ("DEBUG", "INFO") else settings.log_level,
         settings.secrets(),
@@ -121,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_chat(settings, fresh=args.new))
         if args.command == "discord-invite":
             return asyncio.run(_discord_invite(settings))
+        if args.command == "report":
+            return asyncio.run(_report(settings, args.date, post=args.post))
         return asyncio.run(_run(settings))
     except KeyboardInterrupt:
         return 130

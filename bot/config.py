@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     tool_fetch_allow_private: bool = False
     log_level: str = "INFO"
 
+    # Daily usage report (posted by `bot run`'s scheduler to each destination that is set).
+    report_time: str = "09:00"  # HH:MM in REPORT_TIMEZONE; the report covers the previous day
+    report_timezone: str = "UTC"  # IANA zone; also decides which day a turn at 23:30 belongs to
+    report_slack_channel: str | None = None  # channel id, e.g. C0123ABCD
+    report_discord_channel: str | None = None  # channel id
+    report_telegram_chat: str | None = None  # chat id, e.g. -1001234567890
+    report_post_empty: bool = False  # also post days with no activity
+
+    # Budgets (USD per day, in REPORT_TIMEZONE days). None = no cap.
+    budget_daily_user_usd: float | None = Field(None, gt=0)
+    budget_daily_total_usd: float | None = Field(None, gt=0)
+    budget_admins_exempt: bool = True
+    bot_cost_footer: bool = False  # a short tokens/cost line under each answer
+
     # The bot's HTTP server (health, Slack HTTP events, Telegram webhook), started by `bot run`.
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
@@ -107,6 +121,37 @@ class Settings(BaseSettings):
         if value.strip():
             parse_pricing(value)
         return value
+
+    @field_validator("report_time")
+    @classmethod
+    def _valid_time(cls, value: str) -> str:
+        hours, sep, minutes = value.strip().partition(":")
+        if not (sep and hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError("use HH:MM, e.g. 09:00")
+        return f"{int(hours):02d}:{int(minutes):02d}"
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}, e.g. Europe/Berlin") from None
+        return value
+
+    @field_validator(
+        "report_slack_channel",
+        "report_discord_channel",
+        "report_telegram_chat",
+        "budget_daily_user_usd",
+        "budget_daily_total_usd",
+        mode="before",
+    )
+    @classmethod
+    def _blank_optional(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("log_level")
     @classmethod

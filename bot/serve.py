@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from bot.http import HttpServer
+from bot.scheduler import ReportScheduler
 from core.adapter import Adapter
 from core.router import Router
 
@@ -15,14 +16,19 @@ log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
 
 
-async def serve(adapters: Sequence[Adapter], router: Router, http: HttpServer) -> None:
-    """Run until cancelled (SIGTERM / Ctrl-C) or an adapter fails for good."""
+async def serve(
+    adapters: Sequence[Adapter], router: Router, http: HttpServer, reports: ReportScheduler | None = None
+) -> None:
+    """Run until cancelled (SIGTERM / Ctrl-C) or an adapter fails for good. `reports`, when given, posts
+    the daily report (catch-up first, once its adapters are connected)."""
     await http.start()
     try:
         async with asyncio.TaskGroup() as group:
             for adapter in adapters:
                 group.create_task(adapter.run(), name=f"adapter-{adapter.name}")
                 group.create_task(recover_when_ready(adapter, router), name=f"recover-{adapter.name}")
+            if reports is not None and reports.destinations:
+                group.create_task(reports.run(), name="daily-report")
     finally:
         await http.stop()
 

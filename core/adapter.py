@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from core.inbound import ConversationRef
 from core.render import Capabilities
+from core.reports.model import DailyReport
 from core.router import Router
 
 
@@ -30,6 +31,15 @@ class Adapter(Protocol):
 
     async def post_notice(self, ref: ConversationRef, text: str) -> None:
         """Post a short standalone message into a conversation (restart notes, warnings)."""
+        ...
+
+    async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
+        """Post a daily usage report to a destination (a channel or chat id from REPORT_*), in the
+        platform's idiom, with the chart attached where the platform allows files."""
+        ...
+
+    async def post_announcement(self, destination: str, text: str) -> None:
+        """Post a short Markdown message to a report destination (e.g. the 80% budget warning)."""
         ...
 
 

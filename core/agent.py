@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from core.budget import BudgetGuard
 from core.context import (
     SUMMARISE_INSTRUCTIONS,
     ContextBudget,
@@ -23,7 +24,16 @@ from core.context import (
     summarise,
 )
 from core.conversation import Block, Message, TextBlock, ToolResultBlock, ToolUseBlock
-from core.events import AgentEvent, Notice, TextDelta, ToolFinished, ToolStarted, TurnDone, TurnFailed
+from core.events import (
+    AgentEvent,
+    Notice,
+    Refused,
+    TextDelta,
+    ToolFinished,
+    ToolStarted,
+    TurnDone,
+    TurnFailed,
+)
 from core.inbound import InboundMessage
 from core.models import ModelId, context_window, parse_model_id
 from core.providers.base import (
@@ -48,7 +58,7 @@ from core.storage.base import Store, ToolCallRecord, TurnRecord
 from core.tokens import TokenCounter
 from core.tools.base import ToolContext
 from core.tools.registry import ToolRegistry
-from core.usage import UsageRecorder
+from core.usage import UsageRecorder, format_cost
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +74,7 @@ class AgentConfig:
     max_output_tokens: int = 4096
     context_tokens: int | None = None  # override the model's context window
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    cost_footer: bool = False  # fill TurnDone.footer with the turn's tokens and cost
 
 
 @dataclass
@@ -105,8 +116,10 @@ class Agent:
         store: Store,
         usage: UsageRecorder,
         counter: TokenCounter,
+        budget: BudgetGuard | None = None,
     ) -> None:
         self.config = config
+        self._budget = budget
         self._pool = pool
         self._tools = tools
         self._sessions = sessions
@@ -130,6 +143,11 @@ class Agent:
         if refusal:
             await self._store.set_turn_status(record.id, "failed")
             emit(TurnFailed("provider_error", refusal))
+            return
+        over_budget = await self._budget.refusal(inbound) if self._budget else None
+        if over_budget:
+            await self._store.set_turn_status(record.id, "failed")
+            emit(Refused(over_budget))
             return
         try:
             await self._sessions.append(state, [user_message], turn_id=record.id, turn_status="running")
@@ -157,6 +175,8 @@ class Agent:
 
     async def _loop(self, turn: _Turn) -> None:
         for step_number in range(1, self.config.max_steps + 1):
+            if step_number > 1 and await self._stopped_by_budget(turn):
+                return
             await self._fit_context(turn)
             if turn.text and not turn.text.endswith("\n\n") and step_number > 1:
                 turn.add_text("\n\n")  # separate the texts of consecutive steps
@@ -177,9 +197,21 @@ class Agent:
         turn.emit(Notice("step_limit", note))
         await self._finish(turn, [Message.assistant(note)])
 
+    async def _stopped_by_budget(self, turn: _Turn) -> bool:
+        """Between tool steps: if the budget ran out, end the turn with the reason as its last words."""
+        refusal = await self._budget.refusal(turn.inbound) if self._budget else None
+        if not refusal:
+            return False
+        turn.add_text(("\n\n" if turn.text else "") + refusal)
+        await self._finish(turn, [Message.assistant(turn.text)])
+        return True
+
     async def _finish(self, turn: _Turn, messages: list[Message]) -> None:
         await self._sessions.append(turn.state, messages, turn_id=turn.record.id, turn_status="done")
-        turn.emit(TurnDone(turn.text, turn.input_tokens, turn.output_tokens, turn.cost))
+        footer = (
+            cost_footer(turn.input_tokens, turn.output_tokens, turn.cost) if self.config.cost_footer else ""
+        )
+        turn.emit(TurnDone(turn.text, turn.input_tokens, turn.output_tokens, turn.cost, footer))
 
     async def _finish_cancelled(self, turn: _Turn) -> None:
         closing = self._closing_messages(turn, "[stopped by the user]", "cancelled by the user")
@@ -263,6 +295,8 @@ class Agent:
             turn.output_tokens += chunk.output_tokens
             turn.cost = None if turn.cost is None or report.cost_usd is None else turn.cost + report.cost_usd
             turn.emit(report)
+            if self._budget:
+                await self._budget.after_call()
         elif isinstance(chunk, StopChunk):
             step.stop_reason = chunk.reason
 
@@ -350,3 +384,11 @@ class Agent:
                     latency_s=time.perf_counter() - started,
                 )
         return "".join(parts)
+
+
+def cost_footer(input_tokens: int, output_tokens: int, cost: float | None) -> str:
+    """The short line under an answer: `1,234 in · 56 out tokens · $0.0123`."""
+    if not input_tokens and not output_tokens:
+        return ""
+    price = "cost unknown" if cost is None else format_cost(cost)
+    return f"{input_tokens:,} in · {output_tokens:,} out tokens · {price}"

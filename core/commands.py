@@ -4,8 +4,10 @@ app command) by passing the text `/name args` to the router."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
+from core.budget import BudgetPolicy, utc_now
 from core.inbound import InboundMessage
 from core.models import PriceTable, parse_model_id
 from core.providers.pool import ProviderPool
@@ -41,6 +43,7 @@ class CommandContext:
     prices: PriceTable
     default_model: str
     offered_models: tuple[str, ...]
+    budget: BudgetPolicy = field(default_factory=BudgetPolicy)  # timezone and caps (usage, report)
 
 
 Handler = Callable[[CommandContext], Awaitable[str]]
@@ -88,7 +91,42 @@ async def _model(ctx: CommandContext) -> str:
 
 async def _usage(ctx: CommandContext) -> str:
     message = ctx.message
-    return await usage_summary(ctx.store, message.sender.id, message.ref.platform)
+    return await usage_summary(
+        ctx.store, message.sender.id, message.ref.platform, timezone=ctx.budget.timezone
+    )
+
+
+def _report_day(args: str, today: date) -> date | None:
+    word = args.strip().lower()
+    if word in ("", "today"):
+        return today
+    if word == "yesterday":
+        return today - timedelta(days=1)
+    try:
+        return date.fromisoformat(word)
+    except ValueError:
+        return None
+
+
+async def _report(ctx: CommandContext) -> str:
+    if not ctx.is_admin:
+        return "Only admins can see the team's report. Try /usage for your own usage."
+    from core.reports.build import build_daily_report  # loaded on first use only
+    from core.reports.markdown import report_markdown
+
+    policy = ctx.budget
+    day = _report_day(ctx.args, policy.local_day(utc_now()))
+    if day is None:
+        return f"Cannot read the date {ctx.args.strip()!r}: use YYYY-MM-DD, today or yesterday."
+    report = await build_daily_report(
+        ctx.store,
+        day,
+        policy.timezone,
+        ctx.prices,
+        daily_cap_usd=policy.total_cap_usd,
+        user_cap_usd=policy.user_cap_usd,
+    )
+    return report_markdown(report)
 
 
 async def _stop(ctx: CommandContext) -> str:
@@ -109,6 +147,7 @@ COMMANDS: tuple[Command, ...] = (
         "model", "Show or switch the model for this conversation", "model [provider:name|default]", _model
     ),
     Command("usage", "Your tokens and cost: today, 7 and 30 days", "usage", _usage),
+    Command("report", "Admins: the team's usage report for today or a date", "report [YYYY-MM-DD]", _report),
     Command("stop", "Stop the answer in progress", "stop", _stop),
     Command("help", "What I can do and how to use me", "help", _help),
 )

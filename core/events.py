@@ -76,6 +76,9 @@ class TurnDone:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float | None = 0.0
+    # A short line to show under the answer (tokens and cost of the turn) when BOT_COST_FOOTER is on;
+    # "" otherwise. Adapters render it small (a context line, subtext), never inside the answer text.
+    footer: str = ""
 
 
 FailureReason = Literal["cancelled", "provider_error", "internal_error"]

@@ -93,11 +93,16 @@ class EditStreamer:
     async def stop(self) -> str:
         """Stop pacing without a final sync; return all appended text. For adapters that end a stream
         their own way (e.g. a native draft that is replaced by a real message)."""
-        if self._pacer is not None:
-            self._pacer.cancel()
-            await asyncio.gather(self._pacer, return_exceptions=True)
-            self._pacer = None
+        await self._stop_pacer()
         return self._text
+
+    async def _stop_pacer(self) -> None:
+        if self._pacer is not None:
+            # Cancel only between calls: a post cancelled in flight may land anyway and be posted twice.
+            async with self._syncing:
+                self._pacer.cancel()
+                await asyncio.gather(self._pacer, return_exceptions=True)
+            self._pacer = None
 
     async def _pace(self) -> None:
         while True:
@@ -115,12 +120,7 @@ class EditStreamer:
 
     async def finish(self, final_text: str | None = None) -> list[str]:
         """Stop pacing and make the messages show exactly `final_text` (default: all appended text)."""
-        if self._pacer is not None:
-            # Cancel only between calls: a post cancelled in flight may land anyway and be posted twice.
-            async with self._syncing:
-                self._pacer.cancel()
-                await asyncio.gather(self._pacer, return_exceptions=True)
-            self._pacer = None
+        await self._stop_pacer()
         if final_text is not None:
             self._text = final_text
         self._status = ""

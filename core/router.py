@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from core.access import AccessPolicy
 from core.agent import Agent
+from core.budget import BudgetPolicy
 from core.commands import CommandContext, parse_command, run_command
 from core.conversation import Message
 from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnFailed
@@ -45,6 +46,7 @@ class Router:
         policy: AccessPolicy,
         prices: PriceTable,
         offered_models: tuple[str, ...] = (),
+        budget: BudgetPolicy | None = None,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -53,6 +55,7 @@ class Router:
         self._policy = policy
         self._prices = prices
         self._offered = offered_models
+        self._budget = budget or BudgetPolicy()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def handle(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
@@ -88,6 +91,7 @@ class Router:
             prices=self._prices,
             default_model=str(self._agent.config.default_model),
             offered_models=self._offered,
+            budget=self._budget,
         )
 
     async def _converse(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:

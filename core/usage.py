@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from core.events import UsageReport
 from core.inbound import InboundMessage
@@ -81,11 +82,13 @@ def _period_line(label: str, rows: list[UsageTotals]) -> str:
     return f"{label}: {calls} calls, {tokens_in:,} in / {tokens_out:,} out tokens, {format_cost(cost)}{extra}"
 
 
-async def usage_summary(store: Store, user_id: str, platform: str, now: datetime | None = None) -> str:
-    """The caller's usage today (UTC), over 7 and 30 days, and by model over 30 days."""
+async def usage_summary(
+    store: Store, user_id: str, platform: str, now: datetime | None = None, timezone: str = "UTC"
+) -> str:
+    """The caller's usage today (in `timezone`), over the last 7 and 30 days, and by model over 30 days."""
     now = now or datetime.now(UTC)
-    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    periods = [("Today (UTC)", midnight), ("Last 7 days", now - timedelta(days=7))]
+    midnight = now.astimezone(ZoneInfo(timezone)).replace(hour=0, minute=0, second=0, microsecond=0)
+    periods = [(f"Today ({timezone})", midnight), ("Last 7 days", now - timedelta(days=7))]
     month = await store.usage_totals(now - timedelta(days=30), user_id=user_id, platform=platform)
     if not month:
         return "You have no recorded usage in the last 30 days."
@@ -96,7 +99,6 @@ async def usage_summary(store: Store, user_id: str, platform: str, now: datetime
     lines.append("By model (30 days):")
     for row in month:
         cost = format_cost(row.cost_usd) if row.unpriced_calls < row.calls else "unknown price"
-        lines.append(
-            f"• {row.model}: {row.calls} calls, {row.input_tokens + row.output_tokens:,} tokens, {cost}"
-        )
+        tokens = row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens
+        lines.append(f"• {row.model}: {row.calls} calls, {tokens:,} tokens, {cost}")
     return "\n".join(lines)

@@ -155,7 +155,7 @@ async def test_discord_invite_prints_the_url(tmp_path: Path) -> None:
         await runner.cleanup()
     assert code == 0, err
     assert out.strip().startswith("https://discord.com/oauth2/authorize?client_id=112233445566778899")
-    assert "permissions=309237730304" in out and "applications.commands" in out
+    assert "permissions=309237763072" in out and "applications.commands" in out
     assert seen == ["Bot discord-secret-token"]
     assert "discord-secret-token" not in out + err
 

@@ -235,6 +235,7 @@ async def test_core_commands_answer_privately(
             ("new", None),
             ("usage", None),
             ("stop", None),
+            ("report", {"date": "2026-03-14"}),
         ]:
             interaction = await fake.slash(name, options)
             await fake.wait_for(lambda i=interaction: content(fake.original(i)) != "")  # type: ignore[misc]
@@ -249,6 +250,7 @@ async def test_core_commands_answer_privately(
     assert "now uses openai:gpt-5.4-mini" in replies["model {'name': 'openai:gpt-5.4-mini'}"]
     assert "fresh conversation" in replies["new"]
     assert "Nothing is running" in replies["stop"]
+    assert "Only admins" in replies["report {'date': '2026-03-14'}"]
     choices = fake.calls_for(complete.id)[0].body["data"]["choices"]
     assert [c["value"] for c in choices] == ["openai:gpt-5.4-mini"]
     assert llm_server.requests == []
@@ -312,7 +314,7 @@ async def test_commands_sync_to_configured_guilds_only_when_changed(
     async with running_bot(settings, fake, guild_ids=[fake.guild_id]):
         pass
     names = sorted(c["name"] for c in fake.commands[fake.guild_id])
-    assert names == ["ask", "chat", "help", "model", "new", "stop", "usage"]
+    assert names == ["ask", "chat", "help", "model", "new", "report", "stop", "usage"]
     assert None not in fake.commands and fake.command_puts == 1
     async with running_bot(settings, fake, guild_ids=[fake.guild_id]) as bot:
         await fake.wait_for(lambda: len([c for c in fake.calls if "/commands" in c.path]) == 3)

@@ -52,11 +52,12 @@ def test_invite_url_asks_for_exactly_the_needed_permissions() -> None:
         view_channel=True,
         send_messages=True,
         embed_links=True,
+        attach_files=True,
         read_message_history=True,
         create_public_threads=True,
         send_messages_in_threads=True,
     )
-    assert query["permissions"] == [str(needed.value)] and PERMISSIONS == needed.value == 309237730304
+    assert query["permissions"] == [str(needed.value)] and PERMISSIONS == needed.value == 309237763072
 
 
 async def test_fetch_application_id_uses_the_api_url_and_hides_the_token(fake: FakeDiscord) -> None:

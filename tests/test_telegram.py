@@ -7,84 +7,25 @@ what the fake recorded: the calls made, and what each chat finally shows.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import socket
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 import aiohttp
-import pytest
 
-from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.format import to_html
 from adapters.telegram.outbox import SPLIT_CHARS
-from adapters.telegram.settings import TelegramSettings
-from bot.app import Core, open_core
 from bot.config import Settings
-from bot.http import HttpServer
-from core.adapter import AdapterContext
+from core.commands import COMMANDS
 from core.textsplit import split_text
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.telegram_server import BOT_USERNAME, TOKEN, FakeTelegram, parse_html
+from tests.telegramkit import fake, running_bot
+
+__all__ = ["fake"]  # the fixture, shared with test_telegram_report.py
 
 SettingsFor = Callable[..., Settings]
-FAST = {"draft_interval": 0.05, "edit_interval": 0.05, "group_edit_interval": 0.05, "poll_timeout": 1}
 ALICE = 42
 GROUP = -1001234567890
-
-
-@dataclass
-class Bot:
-    fake: FakeTelegram
-    adapter: TelegramAdapter
-    core: Core
-    http: HttpServer
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def running_bot(
-    fake: FakeTelegram, settings: Settings, *, webhook: bool = False, **telegram: Any
-) -> AsyncIterator[Bot]:
-    http = HttpServer("127.0.0.1", free_port())
-    values: dict[str, Any] = {"bot_token": TOKEN, "api_url": fake.base_url, **FAST, **telegram}
-    if webhook:
-        url = f"http://127.0.0.1:{http.port}/telegram/webhook"
-        values |= {"webhook_url": url, "webhook_secret": "s3cret-token_1"}
-    async with open_core(settings) as core:
-        adapter = TelegramAdapter(
-            TelegramSettings(_env_file=None, **values),  # type: ignore[call-arg]
-            AdapterContext(core.router, http, settings.offered_models),
-        )
-        await http.start()
-        task = asyncio.create_task(adapter.run())
-        try:
-            await fake.wait_for(lambda: adapter.ready() or task.done())
-            if task.done():
-                task.result()
-            yield Bot(fake, adapter, core, http)
-        finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await http.stop()
 
 
 def shows(markdown: str) -> str:
@@ -299,7 +240,8 @@ async def test_commands_are_registered_and_answered_in_private_chats_and_groups(
     group = fake.group(GROUP)
     async with running_bot(fake, settings_for()):
         names = [c["command"] for c in fake.commands]
-        assert set(names) == {"start", "help", "new", "model", "usage", "stop"}
+        assert set(names) == {"start"} | {c.name for c in COMMANDS}
+        assert {"help", "new", "model", "usage", "stop"} <= set(names)
         chat = fake.private_chat(ALICE)
         for command in ("/start", "/help", "/new", "/model", "/usage", "/stop", "/nonsense", "/"):
             before = len(fake.bot_messages(ALICE))

@@ -8,9 +8,10 @@ or a local fake works. One Discord adapter per process, as one client per bot to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 import discord
@@ -21,11 +22,13 @@ from discord.http import Route
 from adapters.discord.commands import build_tree, sync_commands
 from adapters.discord.flows import Flows
 from adapters.discord.invite import invite_url
+from adapters.discord.report import announcement, channel_id, chart_file, report_embed
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.surfaces import MAX_CHARS, ChannelSurface
 from core.adapter import AdapterContext
 from core.inbound import ConversationRef
 from core.render import Capabilities
+from core.reports.model import DailyReport
 from core.textsplit import split_text
 
 log = logging.getLogger(__name__)
@@ -146,3 +149,46 @@ class DiscordAdapter:
         surface = ChannelSurface(self.client, int(ref.thread or ref.channel))
         for part in split_text(text, MAX_CHARS):
             await surface.post(part)
+
+    async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
+        """One embed with the chart attached as its image. Without the Attach Files permission (403)
+        the embed goes out alone. Errors propagate: the scheduler then releases its claim and retries."""
+        target = channel_id(destination)
+        async with self._messageable(target) as channel:
+            if chart_png:
+                try:
+                    await channel.send(
+                        embed=report_embed(report, with_chart=True), file=chart_file(report, chart_png)
+                    )
+                    return
+                except discord.Forbidden as error:
+                    if error.code != 50013:  # Missing Permissions; 50001 Missing Access fails alike below
+                        raise
+                    log.warning(
+                        "no Attach Files permission in Discord channel %s: report posted without its chart",
+                        target,
+                    )
+            await channel.send(embed=report_embed(report, with_chart=False))
+
+    async def post_announcement(self, destination: str, text: str) -> None:
+        async with self._messageable(channel_id(destination)) as channel:
+            for part in split_text(announcement(text), MAX_CHARS):
+                await channel.send(content=part)
+
+    @contextlib.asynccontextmanager
+    async def _messageable(self, target: int) -> AsyncIterator[discord.PartialMessageable]:
+        """The channel through the running client; when the adapter is not running (`bot report
+        --post`), through a short-lived REST-only client that never opens the gateway."""
+        if self.client.http.token is not None and not self.client.is_closed():
+            yield self.client.get_partial_messageable(target)
+            return
+        if self._settings.bot_token is None:
+            raise DiscordStartError("DISCORD_BOT_TOKEN is not set")
+        self._point_at_api()
+        rest = discord.Client(intents=discord.Intents.none(), allowed_mentions=discord.AllowedMentions.none())
+        async with rest:
+            try:
+                await rest.login(self._settings.bot_token.get_secret_value())
+            except discord.LoginFailure:
+                raise DiscordStartError("Discord rejected DISCORD_BOT_TOKEN") from None
+            yield rest.get_partial_messageable(target)

@@ -83,8 +83,15 @@ def build_tree(
     ) -> list[app_commands.Choice[str]]:
         return model_choices(offered_models, current)
 
+    if "report" in summaries:
+
+        @tree.command(name="report", description=summaries["report"])
+        @app_commands.describe(date="A day as YYYY-MM-DD; empty for today")
+        async def report(interaction: discord.Interaction, date: str | None = None) -> None:
+            await track(flows.command(interaction, f"/report {date or ''}".rstrip()))
+
     for command in COMMANDS:
-        if command.name != "model":
+        if command.name not in ("model", "report"):
             tree.add_command(
                 app_commands.Command(
                     name=command.name,

@@ -5,11 +5,12 @@ Permissions the adapter needs, and why (bit = Discord permission flag):
 - View Channels (1 << 10): see the channels it is used in.
 - Send Messages (1 << 11): answers in channels; messages after an interaction token expired.
 - Embed Links (1 << 14): tool calls are shown as embeds.
+- Attach Files (1 << 15): the daily report's chart image.
 - Read Message History (1 << 16): reply to and open threads on existing messages.
 - Create Public Threads (1 << 35): `/chat` and @mentions open a thread.
 - Send Messages in Threads (1 << 38): answer inside those threads.
 
-Sum: 309237730304. Scopes: `bot` (join the server) and `applications.commands` (slash commands).
+Sum: 309237763072. Scopes: `bot` (join the server) and `applications.commands` (slash commands).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import aiohttp
 
 from adapters.discord.settings import DiscordSettings
 
-PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 16) | (1 << 35) | (1 << 38)
+PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 35) | (1 << 38)
 SCOPES = ("bot", "applications.commands")
 AUTHORIZE_URL = "https://discord.com/oauth2/authorize"
 

@@ -16,6 +16,7 @@ from typing import TypeVar
 import discord
 
 from adapters.discord.format import ToolState, tool_embed
+from adapters.discord.report import with_footer
 from adapters.discord.surfaces import Surface
 from core.events import (
     AgentEvent,
@@ -114,7 +115,7 @@ class TurnRenderer:
         elif isinstance(event, Refused | CommandReply):
             await self._quietly(self._surface.private(event.text))
         elif isinstance(event, TurnDone):
-            await self._finish(event.text or NO_TEXT)
+            await self._finish(with_footer(event.text or NO_TEXT, event.footer))
         elif isinstance(event, TurnFailed):
             self.stats.failed = True
             mark = "⏹" if event.reason == "cancelled" else "⚠️"

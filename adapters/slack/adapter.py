@@ -37,6 +37,7 @@ from adapters.slack.inbound import (
     with_context,
 )
 from adapters.slack.post import PostWriter
+from adapters.slack.report import send_announcement, send_report
 from adapters.slack.settings import SlackSettings
 from adapters.slack.stream import MAX_STREAM_CHARS, StreamGate, StreamWriter
 from adapters.slack.target import ReplyTarget, Transport
@@ -46,6 +47,7 @@ from core.adapter import AdapterContext
 from core.events import CommandReply, Refused
 from core.inbound import ConversationRef, InboundMessage, Sender
 from core.render import Capabilities
+from core.reports.model import DailyReport
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,7 @@ class SlackAdapter:
             max_message_chars=MAX_STREAM_CHARS,
             edit_interval_s=settings.edit_interval,
             native_stream=settings.native_streaming,
+            files=True,
         )
         self.client, self.rate_limits = build_client(
             settings.bot_token.get_secret_value(), settings.api_url, settings.rate_limit_retries
@@ -126,6 +129,14 @@ class SlackAdapter:
         await self.client.chat_postMessage(
             channel=ref.channel, thread_ts=ref.thread or None, markdown_text=text
         )
+
+    async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
+        """A Block Kit report in a channel (id, or #name), the chart uploaded under it. Raises when the
+        report itself could not be posted; a failed chart upload is logged only."""
+        await send_report(self.client, destination, report, chart_png)
+
+    async def post_announcement(self, destination: str, text: str) -> None:
+        await send_announcement(self.client, destination, text)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

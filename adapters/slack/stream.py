@@ -238,16 +238,24 @@ class StreamWriter:
             await self._stop(stream, closing)
         return fence + "\n" if fence is not None else ""
 
-    async def _stop(self, stream: AsyncChatStream, chunks: list[dict[str, Any]] | None = None) -> None:
+    async def _stop(
+        self,
+        stream: AsyncChatStream,
+        chunks: list[dict[str, Any]] | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+    ) -> bool:
         try:
             self.calls += 1
-            await stream.stop(chunks=chunks)
+            await stream.stop(chunks=chunks, blocks=blocks)
         except SlackApiError as error:  # already expired: its text is all there, nothing is lost
             log.info("stream stop failed (%s)", error_code(error))
+            return False
+        return True
 
-    async def _stop_with_tail(self) -> bool:
-        """End the reply with one call: the text not yet shown rides on chat.stopStream. False when that
-        is not possible (no stream, too long, stream gone); the caller then flushes the usual way."""
+    async def _stop_with_tail(self, blocks: list[dict[str, Any]] | None) -> bool:
+        """End the reply with one call: the text not yet shown (and `blocks`) ride on chat.stopStream.
+        False when that is not possible (no stream, too long, stream gone); the caller then flushes the
+        usual way."""
         stream, tail = self._stream, self._pending
         room = MAX_STREAM_CHARS - len(self._shown)
         if self.fallback is not None or stream is None or len(tail) > room:
@@ -257,7 +265,7 @@ class StreamWriter:
         chunks = [{"type": "markdown_text", "text": defuse_mass_mentions(tail)}] if tail.strip() else None
         try:
             self.calls += 1
-            await stream.stop(chunks=chunks)
+            await stream.stop(chunks=chunks, blocks=blocks)
         except SlackApiError as error:
             log.info("stream stop failed (%s); sending the rest anew", error_code(error))
             self._stream, self._shown = None, ""
@@ -275,10 +283,12 @@ class StreamWriter:
             await asyncio.gather(self._pacer, return_exceptions=True)
             self._pacer = None
 
-    async def finish(self) -> None:
+    async def finish(self, blocks: list[dict[str, Any]] | None = None) -> bool:
+        """Deliver the rest and end the reply; True if `blocks` (a footer) went under the last stream
+        message, False if the caller must show them some other way."""
         await self._stop_pacer()
-        if await self._stop_with_tail():
-            return
+        if await self._stop_with_tail(blocks):
+            return blocks is not None
         if self._pending.strip():
             await self._flush()
         if self.fallback is not None:
@@ -286,9 +296,13 @@ class StreamWriter:
                 await self.fallback.text(self._pending)
             self._pending = ""
             await self.fallback.finish()
-            return
+            return False
         if self._stream is not None:
-            await self._end_message()
+            stream, fence = self._stream, open_fence(self._shown)
+            self._stream, self._shown = None, ""
+            closing = [{"type": "markdown_text", "text": "\n```"}] if fence is not None else None
+            return await self._stop(stream, closing, blocks) and blocks is not None
+        return False
 
     async def fail(self, message: str) -> None:
         await self.finish()

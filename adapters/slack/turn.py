@@ -10,8 +10,14 @@ import asyncio
 import contextlib
 import logging
 
-from adapters.slack.format import notice_line, task_finished_chunk, task_started_chunk
+from adapters.slack.format import (
+    escape_mrkdwn,
+    notice_line,
+    task_finished_chunk,
+    task_started_chunk,
+)
 from adapters.slack.post import PostWriter
+from adapters.slack.report import footer_blocks
 from adapters.slack.stream import StreamWriter
 from adapters.slack.target import Transport
 from core.events import AgentEvent, Notice, TextDelta, ToolFinished, ToolStarted, TurnDone, TurnFailed
@@ -94,11 +100,19 @@ class TurnRenderer:
                 await self._transport.set_status(event.text[:100])
 
     async def _done(self, event: TurnDone) -> None:
-        await self._writer.finish()
+        footer = event.footer.strip()
+        if isinstance(self._writer, StreamWriter):
+            # The footer rides on chat.stopStream, under the answer itself, when the stream allows it.
+            shown = await self._writer.finish(footer_blocks(footer) if footer else None)
+            footer = "" if shown else footer
+        else:
+            await self._writer.finish()
         if not event.text.strip() and not self._wrote:
             self._notes.append(EMPTY_ANSWER)
         for note in self._notes:
             await self._transport.post_context(notice_line(note))
+        if footer:  # a context line in the thread, after the answer and its notes
+            await self._transport.post_context(escape_mrkdwn(footer))
 
     async def abort(self, message: str) -> None:
         """The renderer itself failed (Slack unreachable, a bug): tell the user if we still can."""

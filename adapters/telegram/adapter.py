@@ -8,20 +8,23 @@ rate limiter (see limiter.py), which keeps the bot inside Telegram's flood limit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
-from telegram import BotCommand, Update
+from telegram import Bot, BotCommand, Update
 from telegram.error import Forbidden, InvalidToken, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot, TypeHandler
 
 from adapters.telegram.inbound import PLATFORM, Addressed, BotIdentity, ReplyChains, Target, parse_update
 from adapters.telegram.limiter import FloodLimiter
 from adapters.telegram.outbox import SPLIT_CHARS, Outbox
+from adapters.telegram.report import send_announcement, send_report
 from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.sink import DraftSupport
 from adapters.telegram.turn import TurnRenderer
@@ -29,6 +32,7 @@ from core.adapter import AdapterContext
 from core.commands import COMMANDS, parse_command
 from core.inbound import ConversationRef
 from core.render import Capabilities
+from core.reports.model import DailyReport
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class TelegramAdapter:
         self._recent: OrderedDict[str, None] = OrderedDict()  # cheap pre-check before the store's claim
         self._answering: set[asyncio.Task[Any]] = set()
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
+        self._live_bot: Bot | None = None  # the running application's bot, once initialized
         self._me: BotIdentity | None = None
         self._ready = False
         if settings.webhook_url:
@@ -110,6 +115,7 @@ class TelegramAdapter:
             # PTB's message quotes the token; never let it reach logs.
             raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None
         self._me = BotIdentity(app.bot.id, app.bot.username)
+        self._live_bot = app.bot
         try:
             await self._register_commands()
             await app.start()
@@ -119,6 +125,7 @@ class TelegramAdapter:
             await asyncio.Event().wait()  # serve until cancelled
         finally:
             self._ready = False
+            self._live_bot = None
             await self._shutdown(app)
 
     @property
@@ -243,3 +250,40 @@ class TelegramAdapter:
             reply_to = int(thread)  # the message that started the reply chain
         target = Target(int(ref.channel), topic, reply_to, private=int(ref.channel) > 0)
         await Outbox(self._app.bot, target).send(text)
+
+    async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
+        async with self._outbound() as bot:
+            await send_report(bot, destination, report, chart_png)
+
+    async def post_announcement(self, destination: str, text: str) -> None:
+        async with self._outbound() as bot:
+            await send_announcement(bot, destination, text)
+
+    @contextlib.asynccontextmanager
+    async def _outbound(self) -> AsyncIterator[Bot]:
+        """The running application's bot; when the adapter is not running (`bot report --post`, or a
+        catch-up report before run() connected), a short-lived send-only bot. It never polls, so it
+        cannot take updates away from a bot process serving the same token."""
+        if self._live_bot is not None:
+            yield self._live_bot
+            return
+        settings = self._settings
+        assert settings.bot_token is not None
+        bot = ExtBot(
+            settings.bot_token.get_secret_value(),
+            base_url=settings.api_url,
+            base_file_url=file_url_for(settings.api_url) or "https://api.telegram.org/file/bot",
+            rate_limiter=FloodLimiter(
+                overall_max_rate=settings.max_messages_per_second,
+                group_max_rate=settings.group_messages_per_minute,
+                max_retries=3,
+            ),
+        )
+        try:
+            await bot.initialize()  # getMe
+        except InvalidToken:
+            raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None
+        try:
+            yield bot
+        finally:
+            await bot.shutdown()

@@ -19,6 +19,7 @@ _PARSER = MarkdownIt("commonmark", {"html": False}).enable(["strikethrough", "ta
 _SAFE_SCHEMES = ("http://", "https://", "tg://", "mailto:")
 _LANGUAGE = re.compile(r"[^A-Za-z0-9_+#.-]")
 _TAG = re.compile(r"<[^>]*>")
+_PUNCTUATION = re.compile(r"[!-/:-@\[-`{-~]")  # CommonMark's escapable ASCII punctuation
 
 _INLINE_TAGS = {"strong": "b", "em": "i", "s": "s"}
 
@@ -26,6 +27,13 @@ _INLINE_TAGS = {"strong": "b", "em": "i", "s": "s"}
 def escape(text: str) -> str:
     """Telegram HTML escaping: `&`, `<`, `>` (and `"` inside attributes)."""
     return html.escape(text, quote=False)
+
+
+def footer_markdown(text: str) -> str:
+    """A short line shown under an answer (the cost footer) as Markdown for `to_html`: one italic line,
+    every ASCII punctuation character backslash-escaped so nothing in it is read as syntax."""
+    flat = " ".join(text.split())
+    return "*" + _PUNCTUATION.sub(r"\\\g<0>", flat) + "*" if flat else ""
 
 
 def visible_length(markup: str) -> int:

@@ -10,10 +10,11 @@ Without drafts, or when a draft fails (group, older Bot API server, error), part
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -71,7 +72,8 @@ class StreamSink:
             await self._draft(part)
         else:
             self.calls += 1
-            self._parts.append(_Part("message", await self._outbox.send(text), text))
+            record = lambda message_id: self._parts.append(_Part("message", message_id, text))  # noqa: E731
+            await self._recorded(partial(self._outbox.send, text), record)
         return str(len(self._parts) - 1)
 
     async def edit(self, message_id: str, text: str) -> None:
@@ -106,8 +108,22 @@ class StreamSink:
 
     async def _commit(self, part: _Part, text: str) -> None:
         self.calls += 1
-        part.id = await with_retries(partial(self._outbox.send, text))
-        part.kind, part.text = "message", text
+        await self._recorded(
+            partial(with_retries, partial(self._outbox.send, text)), partial(_sent, part, text)
+        )
+
+    @staticmethod
+    async def _recorded(send: Callable[[], Awaitable[int]], record: Callable[[int], None]) -> None:
+        """Send a real message and record it even if this task is cancelled meanwhile (the streamer's
+        stop() cancels its pacer mid-call): a message that landed unrecorded would be sent twice."""
+        sending = asyncio.ensure_future(send())
+        try:
+            message_id = await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                record(await sending)
+            raise
+        record(message_id)
 
     async def _draft(self, part: _Part) -> None:
         loop = asyncio.get_running_loop()
@@ -127,4 +143,8 @@ class StreamSink:
                 log.warning("draft failed (%s); this answer continues as an edited message", error.message)
             self._use_drafts = False
             self.calls += 1
-            part.id, part.kind = await self._outbox.send(part.text), "message"
+            await self._recorded(partial(self._outbox.send, part.text), partial(_sent, part, part.text))
+
+
+def _sent(part: _Part, text: str, message_id: int) -> None:
+    part.id, part.kind, part.text = message_id, "message", text

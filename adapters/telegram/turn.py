@@ -15,6 +15,7 @@ from typing import Literal
 
 from telegram.error import RetryAfter, TelegramError
 
+from adapters.telegram.format import footer_markdown
 from adapters.telegram.limiter import retry_seconds, with_retries
 from adapters.telegram.outbox import SPLIT_CHARS, Outbox
 from adapters.telegram.sink import DraftSupport, StreamSink
@@ -171,7 +172,9 @@ class TurnRenderer:
             return True
         elif isinstance(event, TurnDone | TurnFailed):
             self.typing.off()
-            await self._finish("\n\n".join([final_text(event), *self._closing_notes]))
+            footer = footer_markdown(event.footer) if isinstance(event, TurnDone) else ""
+            closing = [*self._closing_notes, footer] if footer else self._closing_notes
+            await self._finish("\n\n".join([final_text(event), *closing]))
             return True
         return False
 

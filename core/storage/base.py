@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, Protocol
 
 from core.conversation import Message
@@ -92,6 +92,31 @@ class UsageTotals:
     unpriced_calls: int  # calls whose cost is unknown
 
 
+UsageDimension = Literal["platform", "provider", "model", "workspace", "channel", "user_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageGroup:
+    """Usage summed over a period for one combination of grouping keys (in the order asked for)."""
+
+    keys: tuple[str, ...]
+    requests: int
+    errors: int  # failed provider calls (counted in requests too)
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float  # sum of known costs
+    unpriced: int  # calls whose cost is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallTotals:
+    tool: str
+    calls: int
+    failures: int
+
+
 class Store(Protocol):
     async def open(self) -> None:
         """Connect and run pending migrations."""
@@ -161,3 +186,38 @@ class Store(Protocol):
         user_id: str | None = None,
         platform: str | None = None,
     ) -> list[UsageTotals]: ...
+
+    async def usage_grouped(
+        self,
+        since: datetime,
+        until: datetime,
+        by: Sequence[UsageDimension],
+        *,
+        user_id: str | None = None,
+        platform: str | None = None,
+    ) -> list[UsageGroup]:
+        """Usage in [since, until) summed per combination of the `by` columns, biggest cost first (no
+        `by`: one total row, none when there is no usage). Pre-aggregated: fast over millions of rows."""
+        ...
+
+    async def count_conversations(self, since: datetime, until: datetime) -> int:
+        """Distinct sessions with a provider call in [since, until)."""
+        ...
+
+    async def tool_totals(self, since: datetime, until: datetime) -> list[ToolCallTotals]:
+        """Tool calls and failures per tool in [since, until), most used first."""
+        ...
+
+    # Reports
+    async def claim_report(self, day: date, destination: str) -> bool:
+        """Claim the right to post `day`'s report to `destination`: True for exactly one caller, ever
+        (across restarts and processes sharing the database), until the claim is released."""
+        ...
+
+    async def release_report(self, day: date, destination: str) -> None:
+        """Undo a claim (posting failed), so a later run posts the day again."""
+        ...
+
+    async def last_reported_day(self, destination: str) -> date | None:
+        """The latest day claimed for `destination` (None: never)."""
+        ...

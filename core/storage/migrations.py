@@ -128,7 +128,87 @@ _INITIAL: tuple[str, ...] = (
     "CREATE INDEX tool_calls_ts ON tool_calls (ts)",
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (Migration(1, "initial schema", _INITIAL),)
+# Usage is pre-aggregated into 15-minute buckets, kept current by triggers in the same transaction as
+# each usage insert: `usage_rollup` per (platform, provider, model) for totals and the 14-day history,
+# `usage_rollup_fine` adding workspace, channel and user for the per-channel and per-user breakdowns.
+# Every real UTC offset is a multiple of 15 minutes, so any local day is a whole number of buckets: a
+# report reads rollup rows, not usage rows, however many millions there are. Usage is append-only, so
+# there is no delete/update trigger (if usage is ever pruned, the rollups keep the history).
+ROLLUP_BUCKET_SECONDS: Final = 900
+
+_SUM_COLUMNS = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "unpriced",
+)
+_BUCKET = f"CAST({{ts}} / {ROLLUP_BUCKET_SECONDS} AS INTEGER) * {ROLLUP_BUCKET_SECONDS}"
+
+
+def _rollup(table: str, keys: tuple[str, ...]) -> tuple[str, ...]:
+    """DDL for one rollup table: the table, its insert trigger, and a backfill from existing usage.
+
+    Part of migration 2: frozen once shipped. A different rollup needs a new migration."""
+    key_list = ", ".join(keys)
+    sums = ", ".join(_SUM_COLUMNS)
+    key_defs = "".join(f"{k} TEXT NOT NULL, " for k in keys)
+    sum_defs = ", ".join(f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'} NOT NULL" for c in _SUM_COLUMNS)
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLUMNS)
+    new_keys = ", ".join(f"NEW.{k}" for k in keys)
+    return (
+        f"CREATE TABLE {table} (bucket INTEGER NOT NULL, {key_defs}{sum_defs},"
+        f" PRIMARY KEY (bucket, {key_list})) WITHOUT ROWID",
+        f"""
+        CREATE TRIGGER {table}_insert AFTER INSERT ON usage BEGIN
+            INSERT INTO {table} (bucket, {key_list}, {sums})
+            VALUES ({_BUCKET.format(ts="NEW.ts")}, {new_keys}, 1, 1 - NEW.ok,
+                NEW.input_tokens, NEW.output_tokens, NEW.cache_read_tokens, NEW.cache_write_tokens,
+                COALESCE(NEW.cost_usd, 0.0), NEW.cost_usd IS NULL)
+            ON CONFLICT (bucket, {key_list}) DO UPDATE SET {updates};
+        END
+        """,
+        f"""
+        INSERT INTO {table} (bucket, {key_list}, {sums})
+        SELECT {_BUCKET.format(ts="ts")} AS b, {key_list}, COUNT(*), SUM(1 - ok),
+               SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),
+               COALESCE(SUM(cost_usd), 0.0), COUNT(*) - COUNT(cost_usd)
+        FROM usage GROUP BY b, {key_list}
+        """,
+    )
+
+
+ROLLUPS: Final = (
+    ("usage_rollup", ("platform", "provider", "model")),
+    ("usage_rollup_fine", ("platform", "provider", "model", "workspace", "channel", "user_id")),
+)
+
+_REPORTS: tuple[str, ...] = (
+    # One row per (local day, destination) whose report was claimed: the database, not the scheduler,
+    # decides what has been posted, so restarts and replicas never post a day twice.
+    """
+    CREATE TABLE reports_posted (
+        day         TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        posted_at   REAL NOT NULL,
+        PRIMARY KEY (day, destination)
+    ) WITHOUT ROWID
+    """,
+    *(statement for table, keys in ROLLUPS for statement in _rollup(table, keys)),
+    # Distinct conversations per day are counted from usage itself: cover them with an index.
+    "CREATE INDEX usage_ts_session ON usage (ts, session_id)",
+    # Covering index for the report's tool stats; it supersedes the plain ts index.
+    "CREATE INDEX tool_calls_ts_tool ON tool_calls (ts, tool, ok)",
+    "DROP INDEX tool_calls_ts",
+)
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "initial schema", _INITIAL),
+    Migration(2, "reports: posted days, usage rollup", _REPORTS),
+)
 
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (

@@ -13,7 +13,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -21,12 +21,16 @@ import aiosqlite
 
 from core.conversation import Message, message_from_json, message_to_json
 from core.inbound import ConversationRef
+from core.storage import sqlite_usage as q
 from core.storage.base import (
     SessionRecord,
     StoredMessage,
     ToolCallRecord,
+    ToolCallTotals,
     TurnRecord,
     TurnStatus,
+    UsageDimension,
+    UsageGroup,
     UsageRecord,
     UsageTotals,
 )
@@ -82,16 +86,30 @@ class SQLiteStore:
             if self.path != MEMORY:
                 # Trivially fast, but it is filesystem I/O, so keep it off the event loop anyway.
                 await asyncio.to_thread(Path(self.path).parent.mkdir, parents=True, exist_ok=True)
+            conn = await self._connect()
+            self._conn = conn
+            self._writer = GroupCommitter(conn)
+
+    async def _connect(self, attempts: int = 5) -> aiosqlite.Connection:
+        """Connect, configure and migrate. While another process opens or closes the same file (its
+        WAL checkpoint or recovery), SQLite can answer "locked" without waiting for busy_timeout, so a
+        locked open is retried a few times."""
+        for attempt in range(1, attempts + 1):
             # isolation_level=None: autocommit, so only our explicit BEGIN IMMEDIATE opens transactions.
             conn = await aiosqlite.connect(self.path, isolation_level=None)
             try:
                 await self._configure(conn)
                 await migrate(conn)
+                return conn
+            except sqlite3.OperationalError as error:
+                await conn.close()
+                if "locked" not in str(error) or attempt == attempts:
+                    raise
+                await asyncio.sleep(0.05 * 2**attempt)
             except BaseException:
                 await conn.close()
                 raise
-            self._conn = conn
-            self._writer = GroupCommitter(conn)
+        raise AssertionError("unreachable")
 
     async def _configure(self, conn: aiosqlite.Connection) -> None:
         # busy_timeout first: switching to WAL needs a lock another process may be holding.
@@ -289,6 +307,41 @@ class SQLiteStore:
             " GROUP BY qualified ORDER BY cost DESC, qualified"
         )
         return [_totals(row) for row in await self._read(sql, params)]
+
+    async def usage_grouped(
+        self,
+        since: datetime,
+        until: datetime,
+        by: Sequence[UsageDimension],
+        *,
+        user_id: str | None = None,
+        platform: str | None = None,
+    ) -> list[UsageGroup]:
+        span = (to_epoch(since), to_epoch(until))
+        sql, params = q.grouped_usage_sql(*span, by, user_id=user_id, platform=platform)
+        return q.usage_groups(await self._read(sql, params), len(by))
+
+    async def count_conversations(self, since: datetime, until: datetime) -> int:
+        rows = await self._read(q.CONVERSATIONS_SQL, (to_epoch(since), to_epoch(until)))
+        return int(rows[0][0])
+
+    async def tool_totals(self, since: datetime, until: datetime) -> list[ToolCallTotals]:
+        return q.tool_totals(await self._read(q.TOOL_TOTALS_SQL, (to_epoch(since), to_epoch(until))))
+
+    # Reports
+
+    async def claim_report(self, day: date, destination: str) -> bool:
+        params = (day.isoformat(), destination, time.time())
+        return await self._write(lambda c: _changed(c, q.CLAIM_REPORT_SQL, params) == 1)
+
+    async def release_report(self, day: date, destination: str) -> None:
+        params = (day.isoformat(), destination)
+        await self._write(lambda c: _changed(c, q.RELEASE_REPORT_SQL, params))
+
+    async def last_reported_day(self, destination: str) -> date | None:
+        rows = await self._read(q.LAST_REPORTED_SQL, (destination,))
+        value = rows[0][0] if rows else None
+        return None if value is None else date.fromisoformat(str(value))
 
 
 # Row helpers. The write helpers run on the database thread, inside a group-commit transaction.

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import discord_files
 from tests.fakes import discord_wire as wire
 from tests.fakes.discord_wire import ApiError, snowflake
 
@@ -76,6 +77,9 @@ class FakeRestApi:
     tokens_expired: bool
     alice: int
     on_content: Callable[[Interaction], None] | None
+    session: Any  # the connected bot's gateway session, if any
+    no_attach: set[int]  # channels where the bot lacks Attach Files
+    uploads: dict[str, bytes]  # attachment id -> the uploaded bytes
     _failures: list[ForcedFailure]
     _routes: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Any]]]]
 
@@ -103,13 +107,14 @@ class FakeRestApi:
 
     async def _rest(self, request: web.Request) -> web.Response:
         path = "/" + request.match_info["tail"]
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw else None
-        except ValueError:
-            body = None
         owner, kind = self._owner_and_bucket(path)
-        status, payload, headers = await self._answer(request, path, body, owner, kind)
+        try:
+            body = await discord_files.read_body(request)
+        except ApiError as error:
+            body, status, payload = None, error.status, error.body
+            headers: dict[str, str] = {}
+        else:
+            status, payload, headers = await self._answer(request, path, body, owner, kind)
         self.calls.append(Call(request.method, path, body, status, time.perf_counter(), owner))
         if status == 204:
             return web.Response(status=204, headers=headers)
@@ -289,11 +294,17 @@ class FakeRestApi:
     async def _channel_send(self, body: Any, channel_id: str) -> dict[str, Any]:
         if int(channel_id) not in self.channels:
             raise unknown("Channel", 10003)
-        wire.check_message_body(body, editing=False)
+        files = discord_files.upload_bytes(body) if isinstance(body, dict) else {}
+        wire.check_message_body(body, editing=False, has_files=bool(files))
         if int(body.get("flags") or 0) & wire.FLAG_EPHEMERAL:
             raise wire.form_error("flags", "MESSAGE_FLAGS_INVALID", "Ephemeral is only for interactions")
+        if files and int(channel_id) in self.no_attach:
+            raise ApiError(403, 50013, "Missing Permissions")
+        attachments = discord_files.attach(int(channel_id), body)
+        for attachment in attachments:
+            self.uploads[attachment["id"]] = files[attachment["filename"]]
         return await self._create_message(
-            int(channel_id), body.get("content") or "", body.get("embeds") or [], 0
+            int(channel_id), body.get("content") or "", body.get("embeds") or [], 0, attachments=attachments
         )
 
     async def _channel_edit(self, body: Any, channel_id: str, message_id: str) -> dict[str, Any]:
@@ -345,6 +356,7 @@ class FakeRestApi:
         *,
         message_type: int = 0,
         interaction: Interaction | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
@@ -359,9 +371,10 @@ class FakeRestApi:
             message_type=message_type,
             webhook_id=self.application_id if interaction else None,
             application_id=self.application_id if interaction else None,
+            attachments=attachments,
         )
         self.messages[int(payload["id"])] = payload
-        if not flags & wire.FLAG_EPHEMERAL:
+        if not flags & wire.FLAG_EPHEMERAL and self.session is not None:  # else no bot is connected
             await self.dispatch("MESSAGE_CREATE", payload)
         return payload
 

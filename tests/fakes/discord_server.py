@@ -65,6 +65,8 @@ class FakeDiscord(FakeRestApi):
         self.session: Session | None = None
         self.identified = asyncio.Event()
         self.on_content: Callable[[Interaction], None] | None = None
+        self.no_attach: set[int] = set()  # channels where the bot lacks Attach Files
+        self.uploads: dict[str, bytes] = {}  # attachment id -> uploaded bytes
         self._failures: list[ForcedFailure] = []
         self._runner: web.AppRunner | None = None
         self._routes = self._route_table()

@@ -225,6 +225,7 @@ def message(
     webhook_id: int | None = None,
     application_id: int | None = None,
     author_member: dict[str, Any] | None = None,
+    attachments: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "id": str(message_id),
@@ -237,7 +238,7 @@ def message(
         "mention_everyone": False,
         "mentions": mentions or [],
         "mention_roles": [],
-        "attachments": [],
+        "attachments": attachments or [],
         "embeds": embeds or [],
         "pinned": False,
         "type": message_type,
@@ -293,7 +294,7 @@ def check_embeds(embeds: list[dict[str, Any]]) -> None:
         raise form_error("embeds", "BASE_TYPE_MAX_LENGTH", "Embed size exceeds maximum size of 6000")
 
 
-def check_message_body(body: Any, *, editing: bool) -> None:
+def check_message_body(body: Any, *, editing: bool, has_files: bool = False) -> None:
     """The rules for create/edit message bodies (channel messages, webhooks, interaction responses)."""
     if not isinstance(body, dict):
         raise ApiError(400, 50109, "The request body contains invalid JSON.")
@@ -305,7 +306,7 @@ def check_message_body(body: Any, *, editing: bool) -> None:
     embeds = body.get("embeds") or []
     check_embeds(embeds)
     has_content = bool(content and content.strip())
-    if not editing and not has_content and not embeds:
+    if not editing and not has_content and not embeds and not has_files:
         raise ApiError(400, 50006, "Cannot send an empty message")
 
 

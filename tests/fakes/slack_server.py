@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.slack_files import FileUploads
 from tests.fakes.slack_validate import SlackError, check_blocks, check_chunks, check_content
 
 BOT_TOKEN = "xoxb-fake-bot-token-000111222"
@@ -110,7 +111,7 @@ def mention(event: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class FakeSlack:
+class FakeSlack(FileUploads):
     def __init__(self, *, stream_ttl_s: float = 300.0) -> None:
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}  # "channel:ts" -> message
@@ -138,6 +139,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._socket)
         app.router.add_post("/respond/{id}", self._respond)
+        self._init_files(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -542,7 +544,9 @@ class FakeSlack:
 
 
 def _is_context(message: Message) -> bool:
-    return bool(message.blocks) and all(b.get("type") == "context" for b in message.blocks or [])
+    """A context line (tool call, notice, footer); a streamed answer with a footer under it is not."""
+    blocks = message.blocks or []
+    return bool(blocks) and not message.chunks and all(b.get("type") == "context" for b in blocks)
 
 
 def _required(args: Mapping[str, Any], name: str, error: str = "invalid_arguments") -> str:

@@ -10,6 +10,9 @@ MAX_TEXT = 40_000  # longer `text` is truncated by Slack
 MAX_MARKDOWN = 12_000  # markdown_text and the markdown block
 MAX_SECTION = 3_000
 MAX_BLOCKS = 50
+MAX_HEADER = 150  # header block plain_text
+MAX_FIELDS = 10  # section fields
+MAX_FIELD = 2_000  # one section field
 TASK_STATUSES = {"pending", "in_progress", "complete", "error"}
 
 
@@ -62,13 +65,37 @@ def check_blocks(raw: Any) -> list[dict[str, Any]] | None:
             if not isinstance(block.get("text"), str) or len(block["text"]) > MAX_MARKDOWN:
                 raise SlackError("invalid_blocks")
         elif kind == "section":
-            if len(str((block.get("text") or {}).get("text", ""))) > MAX_SECTION:
+            _check_section(block)
+        elif kind == "header":
+            text = block.get("text") or {}
+            if text.get("type") != "plain_text" or not 1 <= len(str(text.get("text", ""))) <= MAX_HEADER:
                 raise SlackError("invalid_blocks")
-        else:
+        elif kind != "divider":
             raise SlackError("invalid_blocks")
     if sum(len(b.get("text", "")) for b in blocks if b.get("type") == "markdown") > MAX_MARKDOWN:
         raise SlackError("msg_blocks_too_long")
     return blocks
+
+
+def _check_section(block: Mapping[str, Any]) -> None:
+    """A section has text (≤3,000) and/or fields (≤10 text objects of ≤2,000); one of them at least."""
+    text, fields = block.get("text"), block.get("fields")
+    if text is None and fields is None:
+        raise SlackError("invalid_blocks")
+    if text is not None and (
+        not isinstance(text, dict)
+        or text.get("type") not in ("mrkdwn", "plain_text")
+        or not 1 <= len(str(text.get("text", ""))) <= MAX_SECTION
+    ):
+        raise SlackError("invalid_blocks")
+    if fields is not None:
+        if not isinstance(fields, list) or not 1 <= len(fields) <= MAX_FIELDS:
+            raise SlackError("invalid_blocks")
+        for item in fields:
+            if item.get("type") not in ("mrkdwn", "plain_text") or not item.get("text"):
+                raise SlackError("invalid_blocks")
+            if len(item["text"]) > MAX_FIELD:
+                raise SlackError("invalid_blocks")
 
 
 def check_chunks(args: Mapping[str, Any]) -> list[dict[str, Any]]:

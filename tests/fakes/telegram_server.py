@@ -8,6 +8,7 @@ parsing, the 4,096-character limit, draft rules), answers with the real error sh
 or, once setWebhook was called, by POSTing them to the webhook with the secret token header.
 
     fake.script_failure("editMessageText", retry_after=1)       # the next edit gets a 429
+    fake.channel(-1009876543210, username="team_news")          # a channel the bot can post to
     mid = fake.user_says(fake.private_chat(42), "hello")        # an incoming message
     await fake.wait_for(lambda: fake.bot_messages(42))          # wait until the bot answered
 """
@@ -29,6 +30,8 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.telegram_files import ApiError, Upload, bad_request, image_size, uploaded, visible_caption
+
 BOT_ID = 7_000_000_001
 BOT_USERNAME = "teammate_bot"
 TOKEN = "7000000001:AAFakeTokenForTests_abcdefghijklmnop"
@@ -44,16 +47,6 @@ _ALLOWED_TAGS = {
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9-]*)((?:\s+[a-z-]+(?:=\"[^\"]*\")?)*)\s*>")
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 _COMMAND = re.compile(r"^[a-z0-9_]{1,32}$")
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, description: str, parameters: dict[str, Any] | None = None) -> None:
-        super().__init__(description)
-        self.code, self.description, self.parameters = code, description, parameters
-
-
-def bad_request(description: str) -> ApiError:
-    return ApiError(400, f"Bad Request: {description}")
 
 
 def parse_html(markup: str) -> str:
@@ -123,6 +116,7 @@ class BotMessage:
     reply_to: int | None
     sent_at: float
     edits: int = 0
+    photo: Upload | None = None  # sendPhoto: the uploaded file; `text`/`markup` hold the caption
 
 
 @dataclass
@@ -221,6 +215,18 @@ class FakeTelegram:
         chat = {"id": user_id, "type": "private", "first_name": name, "username": name.lower()}
         self.chats[user_id] = chat
         return chat
+
+    def channel(self, chat_id: int, title: str = "News", *, username: str | None = None) -> dict[str, Any]:
+        """A channel (the bot is one of its admins); `@username` works as its chat_id when public."""
+        chat: dict[str, Any] = {"id": chat_id, "type": "channel", "title": title}
+        if username:
+            chat["username"] = username
+        self.chats[chat_id] = chat
+        return chat
+
+    def remove_bot(self, chat_id: int) -> None:
+        """The bot was removed from the chat: further sends get 403 Forbidden."""
+        self.chats[chat_id]["_bot_removed"] = True
 
     def group(self, chat_id: int, title: str = "Team", *, forum: bool = False) -> dict[str, Any]:
         chat: dict[str, Any] = {"id": chat_id, "type": "supergroup", "title": title}
@@ -468,6 +474,29 @@ class FakeTelegram:
         self._by_chat.setdefault(chat["id"], []).append(message)
         return self._message_json(chat["id"], message_id)
 
+    async def _m_sendPhoto(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        photo = uploaded(params, "photo")
+        caption = visible_caption(params, parse_html)
+        thread = self._thread(chat, params)
+        reply_to = self._reply_target(chat, params)
+        message_id = self._mint_message_id(chat["id"])
+        self.known_messages.setdefault(chat["id"], set()).add(message_id)
+        message = BotMessage(
+            chat["id"],
+            message_id,
+            caption,
+            str(params.get("caption") or ""),
+            params.get("parse_mode"),
+            thread,
+            reply_to,
+            time.monotonic(),
+            photo=photo,
+        )
+        self.messages[(chat["id"], message_id)] = message
+        self._by_chat.setdefault(chat["id"], []).append(message)
+        return self._message_json(chat["id"], message_id)
+
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)
         message = self.messages.get((chat["id"], _int(params.get("message_id"))))
@@ -490,12 +519,20 @@ class FakeTelegram:
     # --- helpers -------------------------------------------------------------------------------------
 
     def _chat(self, params: dict[str, Any]) -> dict[str, Any]:
-        if params.get("chat_id") in (None, ""):
+        chat_id = params.get("chat_id")
+        if chat_id in (None, ""):
             raise bad_request("chat_id is empty")
-        chat = self.chats.get(_int(params["chat_id"]))
+        if isinstance(chat_id, str) and chat_id.startswith("@"):
+            named = [c for c in self.chats.values() if f"@{c.get('username')}".lower() == chat_id.lower()]
+            chat = named[0] if named and named[0]["type"] != "private" else None
+        else:
+            chat = self.chats.get(_int(chat_id))
         if chat is None:
             raise bad_request("chat not found")
-        return chat
+        if chat.get("_bot_removed"):
+            where = "channel chat" if chat["type"] == "channel" else "group chat"
+            raise ApiError(403, f"Forbidden: bot is not a member of the {where}")
+        return {k: v for k, v in chat.items() if not k.startswith("_")}
 
     def _thread(self, chat: dict[str, Any], params: dict[str, Any]) -> int | None:
         thread = params.get("message_thread_id")
@@ -523,10 +560,16 @@ class FakeTelegram:
         return self._next_message[chat_id]
 
     def _message_json(self, chat_id: int, message_id: int) -> dict[str, Any]:
-        chat = self.chats[chat_id]
+        chat = {k: v for k, v in self.chats[chat_id].items() if not k.startswith("_")}
         body: dict[str, Any] = {"message_id": message_id, "date": int(time.time()), "chat": chat}
         sent = self.messages.get((chat_id, message_id))
-        if sent is not None:
+        if sent is not None and sent.photo is not None:
+            width, height = image_size(sent.photo.data)
+            size = {"file_id": f"photo-{chat_id}-{message_id}", "file_unique_id": f"p{message_id}"}
+            body |= {"from": self.me, "photo": [size | {"width": width, "height": height}]}
+            if sent.text:
+                body["caption"] = sent.text
+        elif sent is not None:
             body |= {"from": self.me, "text": sent.text}
             if sent.thread_id is not None:
                 body |= {"message_thread_id": sent.thread_id, "is_topic_message": True}
@@ -608,7 +651,12 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         return params
     if request.can_read_body:
         form = await request.post()
-        params |= {k: v for k, v in form.items() if isinstance(v, str)}
+        for key, value in form.items():
+            if isinstance(value, web.FileField):
+                data = value.file.read()
+                params[key] = Upload(value.filename, value.content_type, data)
+            else:
+                params[key] = value
     for key, value in list(params.items()):
         if key not in _STRING_FIELDS and isinstance(value, str):
             with contextlib.suppress(ValueError):  # else a plain string (e.g. an @username chat id)

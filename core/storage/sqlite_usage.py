@@ -1,0 +1,124 @@
+"""SQL for the report queries of `SQLiteStore`: grouped usage, conversations, tool totals.
+
+Grouped usage reads a 15-minute rollup (migration 2) for the whole buckets inside the period and raw
+`usage` rows only for the ragged edges (a period ending "now", say), so a day or a 14-day history costs
+rollup rows however large `usage` grows: the coarse rollup when grouping and filtering touch only
+platform, provider and model, the fine one (adding workspace, channel, user) otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Sequence
+from typing import Any, Final
+
+from core.storage.base import ToolCallTotals, UsageDimension, UsageGroup
+from core.storage.migrations import ROLLUP_BUCKET_SECONDS, ROLLUPS
+
+DIMENSIONS: Final = ("platform", "provider", "model", "workspace", "channel", "user_id")
+_SUMS: Final = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "unpriced",
+)
+_RAW_SUMS: Final = (
+    "1 AS requests, 1 - ok AS errors, input_tokens, output_tokens, cache_read_tokens,"
+    " cache_write_tokens, COALESCE(cost_usd, 0.0) AS cost_usd, cost_usd IS NULL AS unpriced"
+)
+
+
+def grouped_usage_sql(
+    since: float,
+    until: float,
+    by: Sequence[UsageDimension],
+    *,
+    user_id: str | None = None,
+    platform: str | None = None,
+) -> tuple[str, list[Any]]:
+    """One statement summing usage in [since, until) per `by` combination, biggest cost first."""
+    unknown = [d for d in by if d not in DIMENSIONS]
+    if unknown:  # column names are interpolated: only the known ones may pass
+        raise ValueError(f"unknown usage dimension(s): {', '.join(map(str, unknown))}")
+    keys = "".join(f"{d}, " for d in by)
+    filters, filter_params = _filters(user_id, platform)
+    parts: list[str] = []
+    params: list[Any] = []
+    raw_ranges = [(since, until)]
+    first = math.ceil(since / ROLLUP_BUCKET_SECONDS) * ROLLUP_BUCKET_SECONDS
+    last = math.floor(until / ROLLUP_BUCKET_SECONDS) * ROLLUP_BUCKET_SECONDS
+    if first < last:
+        table = _rollup_for({*by, *(["user_id"] if user_id is not None else [])})
+        parts.append(
+            f"SELECT {keys}{', '.join(_SUMS)} FROM {table} WHERE bucket >= ? AND bucket < ?{filters}"
+        )
+        params += [first, last, *filter_params]
+        raw_ranges = [(since, first), (last, until)]
+    for low, high in raw_ranges:
+        if low < high:
+            parts.append(f"SELECT {keys}{_RAW_SUMS} FROM usage WHERE ts >= ? AND ts < ?{filters}")
+            params += [low, high, *filter_params]
+    if not parts:  # an empty period
+        parts.append(f"SELECT {keys}{_RAW_SUMS} FROM usage WHERE 0")
+    sums = ", ".join(f"SUM({s})" for s in _SUMS)
+    group = f" GROUP BY {', '.join(by)}" if by else ""
+    order = "".join(f", {d}" for d in by)
+    sql = (
+        f"SELECT {keys}{sums} FROM ({' UNION ALL '.join(parts)}){group}"
+        f" ORDER BY SUM(cost_usd) DESC, SUM(requests) DESC{order}"
+    )
+    return sql, params
+
+
+def _rollup_for(columns: set[str]) -> str:
+    """The smallest rollup table that keeps every column asked for."""
+    return next(table for table, keys in ROLLUPS if columns <= set(keys))
+
+
+def _filters(user_id: str | None, platform: str | None) -> tuple[str, list[Any]]:
+    sql, params = "", []
+    if user_id is not None:
+        sql += " AND user_id = ?"
+        params.append(user_id)
+    if platform is not None:
+        sql += " AND platform = ?"
+        params.append(platform)
+    return sql, params
+
+
+def usage_groups(rows: Sequence[sqlite3.Row], width: int) -> list[UsageGroup]:
+    groups = []
+    for row in rows:
+        if row[width] is None:  # no `by`: the single aggregate row of an empty period
+            continue
+        r, e, i, o, cr, cw, cost, unpriced = row[width : width + 8]
+        keys = tuple(str(k) for k in row[:width])
+        groups.append(
+            UsageGroup(keys, int(r), int(e), int(i), int(o), int(cr), int(cw), float(cost), int(unpriced))
+        )
+    return groups
+
+
+CONVERSATIONS_SQL: Final = "SELECT COUNT(DISTINCT session_id) FROM usage WHERE ts >= ? AND ts < ?"
+
+
+TOOL_TOTALS_SQL: Final = (
+    "SELECT tool, COUNT(*) AS calls, SUM(1 - ok) FROM tool_calls WHERE ts >= ? AND ts < ?"
+    " GROUP BY tool ORDER BY calls DESC, tool"
+)
+
+
+def tool_totals(rows: Sequence[sqlite3.Row]) -> list[ToolCallTotals]:
+    return [ToolCallTotals(str(r[0]), int(r[1]), int(r[2])) for r in rows]
+
+
+CLAIM_REPORT_SQL: Final = (
+    "INSERT OR IGNORE INTO reports_posted (day, destination, posted_at) VALUES (?, ?, ?)"
+)
+RELEASE_REPORT_SQL: Final = "DELETE FROM reports_posted WHERE day = ? AND destination = ?"
+LAST_REPORTED_SQL: Final = "SELECT MAX(day) FROM reports_posted WHERE destination = ?"
