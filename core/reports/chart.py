@@ -34,6 +34,15 @@ def _platforms(history: list[DayPoint]) -> list[str]:
     return sorted(totals, key=lambda name: (-totals[name], name))
 
 
+def _cost_decimals(peak: float) -> int:
+    """Enough decimals that a small team's daily cents do not all read "$0.00"."""
+    if peak >= 10:
+        return 0
+    if peak >= 0.1:
+        return 2
+    return 4 if peak >= 0.001 else 6
+
+
 def _draw(report: DailyReport) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -48,7 +57,8 @@ def _draw(report: DailyReport) -> bytes:
     _stack(cost_axes, labels, platforms, [p.cost_by_platform for p in history])
     _stack(token_axes, labels, platforms, [p.tokens_by_platform for p in history])
     cost_axes.set_ylabel("Cost (USD)")
-    cost_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:,.2f}"))
+    decimals = _cost_decimals(max((sum(p.cost_by_platform.values()) for p in history), default=0.0))
+    cost_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"${v:,.{decimals}f}"))
     token_axes.set_ylabel("Tokens")
     token_axes.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v)))
     token_axes.tick_params(axis="x", labelrotation=45)
