@@ -136,7 +136,7 @@ _INITIAL: tuple[str, ...] = (
 # there is no delete/update trigger (if usage is ever pruned, the rollups keep the history).
 ROLLUP_BUCKET_SECONDS: Final = 900
 
-_SUM_COLUMNS = (
+SUM_COLUMNS = (  # the rollup tables' summed columns (also read by sqlite_usage.py)
     "requests",
     "errors",
     "input_tokens",
@@ -154,10 +154,10 @@ def _rollup(table: str, keys: tuple[str, ...]) -> tuple[str, ...]:
 
     Part of migration 2: frozen once shipped. A different rollup needs a new migration."""
     key_list = ", ".join(keys)
-    sums = ", ".join(_SUM_COLUMNS)
+    sums = ", ".join(SUM_COLUMNS)
     key_defs = "".join(f"{k} TEXT NOT NULL, " for k in keys)
-    sum_defs = ", ".join(f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'} NOT NULL" for c in _SUM_COLUMNS)
-    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLUMNS)
+    sum_defs = ", ".join(f"{c} {'REAL' if c == 'cost_usd' else 'INTEGER'} NOT NULL" for c in SUM_COLUMNS)
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in SUM_COLUMNS)
     new_keys = ", ".join(f"NEW.{k}" for k in keys)
     return (
         f"CREATE TABLE {table} (bucket INTEGER NOT NULL, {key_defs}{sum_defs},"

@@ -14,19 +14,10 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from core.storage.base import ToolCallTotals, UsageDimension, UsageGroup
-from core.storage.migrations import ROLLUP_BUCKET_SECONDS, ROLLUPS
+from core.storage.migrations import ROLLUP_BUCKET_SECONDS, ROLLUPS, SUM_COLUMNS
 
 DIMENSIONS: Final = ("platform", "provider", "model", "workspace", "channel", "user_id")
-_SUMS: Final = (
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "unpriced",
-)
+_SUMS: Final = SUM_COLUMNS
 _RAW_SUMS: Final = (
     "1 AS requests, 1 - ok AS errors, input_tokens, output_tokens, cache_read_tokens,"
     " cache_write_tokens, COALESCE(cost_usd, 0.0) AS cost_usd, cost_usd IS NULL AS unpriced"
