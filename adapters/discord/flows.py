@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import discord
 
+from adapters.discord.images import collect
 from adapters.discord.inbound import Place, RecentIds, inbound, place_of, strip_mention, thread_place
 from adapters.discord.settings import ThreadArchiveMinutes
 from adapters.discord.surfaces import MAX_CHARS, ChannelSurface, InteractionSurface, Surface
@@ -155,24 +156,26 @@ class Flows:
         assert me is not None
         guild_id = message.guild.id if message.guild else None
         place = place_of(message.channel, guild_id, message.channel.id)
-        text = strip_mention(message.content, me.id)
+        said = strip_mention(message.content, me.id)
+        images = await collect(message.attachments)  # before the core sees the message
+        text = images.annotate(said)
         reply_surface = ChannelSurface(self._client, place.channel_id, reply_to=message.id)
         if not place.can_open_thread:
             await self._run(
-                self._router.handle(inbound(place, message.author, text, message.id)),
+                self._router.handle(inbound(place, message.author, text, message.id, images.blocks)),
                 reply_surface,
                 reply_surface,
                 typing=True,
             )
             return
         thread = thread_place(place, message.id)
-        events = self._router.handle(inbound(thread, message.author, text, message.id))
+        events = self._router.handle(inbound(thread, message.author, text, message.id, images.blocks))
         first = await anext(events, None)
         target = reply_surface
         if first is not None and not _is_private(first):
             try:
                 opened = await message.create_thread(
-                    name=thread_name(text), auto_archive_duration=self._archive
+                    name=thread_name(said), auto_archive_duration=self._archive
                 )
                 self.own_threads.add(opened.id)
                 target = ChannelSurface(self._client, opened.id, private=reply_surface.private)

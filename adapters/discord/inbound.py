@@ -14,6 +14,7 @@ from typing import Any
 
 import discord
 
+from core.conversation import ImageBlock
 from core.inbound import ConversationRef, InboundMessage, Sender
 
 PLATFORM = "discord"
@@ -52,8 +53,14 @@ def sender_of(user: discord.User | discord.Member) -> Sender:
     return Sender(str(user.id), user.display_name, tuple(str(r) for r in role_ids), is_bot=user.bot)
 
 
-def inbound(place: Place, user: discord.User | discord.Member, text: str, event_id: int) -> InboundMessage:
-    return InboundMessage(place.ref, sender_of(user), text, str(event_id), is_dm=place.is_dm)
+def inbound(
+    place: Place,
+    user: discord.User | discord.Member,
+    text: str,
+    event_id: int,
+    images: tuple[ImageBlock, ...] = (),
+) -> InboundMessage:
+    return InboundMessage(place.ref, sender_of(user), text, str(event_id), images=images, is_dm=place.is_dm)
 
 
 def strip_mention(text: str, bot_id: int) -> str:

@@ -27,6 +27,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.client import build_client
 from adapters.slack.format import markdown_blocks
+from adapters.slack.images import Attachments, fetch_images
 from adapters.slack.inbound import (
     PLATFORM,
     Incoming,
@@ -44,6 +45,7 @@ from adapters.slack.target import ReplyTarget, Transport
 from adapters.slack.threads import RecentKeys, ThreadTracker
 from adapters.slack.turn import TurnRenderer
 from core.adapter import AdapterContext
+from core.conversation import ImageBlock
 from core.events import CommandReply, Refused
 from core.inbound import ConversationRef, InboundMessage, Sender
 from core.render import Capabilities
@@ -220,11 +222,25 @@ class SlackAdapter:
     async def _answer(self, incoming: Incoming, *, checked: bool = False) -> None:
         if not self._seen.add(incoming.event_key):
             return  # redelivered (retry, reconnect); the core's store is the durable check
-        text = as_command_text(incoming.text)
+        # An image with no words is a question about the image, not a request for help.
+        text = as_command_text(incoming.text) if incoming.text or not incoming.files else ""
         if not checked and not incoming.is_dm and incoming.in_existing_thread and not text.startswith("/"):
             text = await self._with_thread_context(incoming, text)
         self._threads.mark(incoming.channel, incoming.root)
-        await self._converse(incoming, incoming.inbound(text))
+        images: tuple[ImageBlock, ...] = ()
+        if incoming.files and not text.startswith("/"):
+            attachments = await self._attachments(incoming)
+            text, images = attachments.text_with_notes(text), attachments.images
+        await self._converse(incoming, incoming.inbound(text, images))
+
+    async def _attachments(self, incoming: Incoming) -> Attachments:
+        assert self._settings.bot_token is not None and self.client.session is not None
+        return await fetch_images(
+            self.client.session,
+            self._settings.bot_token.get_secret_value(),
+            self._settings.api_url,
+            incoming.files,
+        )
 
     async def _with_thread_context(self, incoming: Incoming, text: str) -> str:
         """Mentioned in a thread it has not taken part in: read what was said before."""

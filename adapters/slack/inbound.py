@@ -7,7 +7,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.slack.images import FileRef, file_refs
 from core.commands import COMMANDS
+from core.conversation import ImageBlock
 from core.inbound import ConversationRef, InboundMessage, Sender
 
 PLATFORM = "slack"
@@ -31,6 +33,7 @@ class Incoming:
     thread_ts: str | None  # the thread it was posted in; None for a top-level message
     is_dm: bool
     mentioned: bool
+    files: tuple[FileRef, ...] = ()  # attached files (images are downloaded before answering)
 
     @property
     def root(self) -> str:
@@ -51,12 +54,13 @@ class Incoming:
     def ref(self) -> ConversationRef:
         return ConversationRef(PLATFORM, self.team, self.channel, self.root)
 
-    def inbound(self, text: str | None = None) -> InboundMessage:
+    def inbound(self, text: str | None = None, images: tuple[ImageBlock, ...] = ()) -> InboundMessage:
         return InboundMessage(
             self.ref,
             Sender(self.user),
             self.text if text is None else text,
             self.event_key,
+            images=images,
             is_dm=self.is_dm,
         )
 
@@ -90,6 +94,7 @@ def parse_message_event(
         thread_ts=thread_ts if isinstance(thread_ts, str) else None,
         is_dm=event.get("channel_type") == "im" or channel.startswith("D"),
         mentioned=event.get("type") == "app_mention" or mention in str(raw),
+        files=file_refs(event.get("files")),
     )
 
 

@@ -17,10 +17,11 @@ from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
-from telegram import Bot, BotCommand, Update
+from telegram import Bot, BotCommand, Message, Update
 from telegram.error import Forbidden, InvalidToken, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot, TypeHandler
 
+from adapters.telegram.images import has_media, with_images
 from adapters.telegram.inbound import PLATFORM, Addressed, BotIdentity, ReplyChains, Target, parse_update
 from adapters.telegram.limiter import FloodLimiter
 from adapters.telegram.outbox import SPLIT_CHARS, Outbox
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 _RECENT_EVENTS = 10_000
+ALBUM_WAIT_S = 0.6  # how long the first photo of an album waits for the others
 
 
 def file_url_for(api_url: str) -> str | None:
@@ -76,6 +78,7 @@ class TelegramAdapter:
         self._chains = ReplyChains()
         self._recent: OrderedDict[str, None] = OrderedDict()  # cheap pre-check before the store's claim
         self._answering: set[asyncio.Task[Any]] = set()
+        self._albums: dict[tuple[int, str], list[Update]] = {}  # albums being gathered
         self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
         self._live_bot: Bot | None = None  # the running application's bot, once initialized
         self._me: BotIdentity | None = None
@@ -187,21 +190,50 @@ class TelegramAdapter:
     async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         if self._me is None:
             return
-        addressed = parse_update(update, self._me, self._chains)
-        if addressed is None or self._seen(addressed.message.event_id):
-            return
         task = asyncio.current_task()
         if task is not None:
             self._answering.add(task)
         try:
-            await self._answer(addressed)
+            updates = await self._album_of(update)
+            if updates:
+                await self._handle(updates)
+        finally:
+            if task is not None:
+                self._answering.discard(task)
+
+    async def _album_of(self, update: Update) -> list[Update]:
+        """The updates to answer together: just this one, or a whole album (photos sent at once arrive
+        as separate messages sharing a media_group_id; the first one's task waits for the rest and
+        answers them all, the others return nothing)."""
+        message = update.message
+        if message is None or not message.media_group_id:
+            return [update]
+        key = (message.chat.id, message.media_group_id)
+        album = self._albums.get(key)
+        if album is not None:
+            album.append(update)
+            return []
+        self._albums[key] = album = [update]
+        try:
+            await asyncio.sleep(ALBUM_WAIT_S)
+        finally:
+            self._albums.pop(key, None)
+        return sorted(album, key=lambda u: u.message.message_id if u.message else 0)
+
+    async def _handle(self, updates: list[Update]) -> None:
+        assert self._me is not None
+        # The album's caption (its text, mentions included) is on one of its messages.
+        primary = next((u for u in updates if u.message and u.message.caption), updates[0])
+        addressed = parse_update(primary, self._me, self._chains)
+        if addressed is None or self._seen(addressed.message.event_id):
+            return
+        try:
+            messages = [u.message for u in updates if u.message is not None]
+            await self._answer(addressed, messages)
         except Forbidden:
             log.info("chat %s blocked the bot or removed it; answer dropped", addressed.target.chat_id)
         except Exception:
             log.exception("answering an update in chat %s failed", addressed.target.chat_id)
-        finally:
-            if task is not None:
-                self._answering.discard(task)
 
     def _seen(self, event_id: str) -> bool:
         if event_id in self._recent:
@@ -211,10 +243,13 @@ class TelegramAdapter:
             self._recent.popitem(last=False)
         return False
 
-    async def _answer(self, addressed: Addressed) -> None:
-        renderer = self._renderer(addressed.target, addressed.message.ref)
+    async def _answer(self, addressed: Addressed, messages: list[Message]) -> None:
+        assert self._app is not None
         message = addressed.message
-        thinking = bool(message.text.strip()) and parse_command(message.text) is None
+        if any(has_media(m) for m in messages):
+            message = await with_images(self._app.bot, messages, message)  # before the core sees it
+        renderer = self._renderer(addressed.target, message.ref)
+        thinking = bool(message.text.strip() or message.images) and parse_command(message.text) is None
         await renderer.render(self._context.router.handle(message), thinking=thinking)
 
     def _renderer(self, target: Target, ref: ConversationRef) -> TurnRenderer:

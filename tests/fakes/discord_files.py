@@ -11,7 +11,9 @@ files is 403 Missing Permissions (50013).
 from __future__ import annotations
 
 import json
+import secrets
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,3 +134,54 @@ def attach(channel_id: int, body: dict[str, Any]) -> list[dict[str, Any]]:
 def upload_bytes(body: dict[str, Any]) -> dict[str, bytes]:
     """Filename -> bytes of the files riding with a body (read before `attach` consumes them)."""
     return {upload.filename: upload.data for upload in body.get(FILES_KEY, [])}
+
+
+# --- the CDN: files users attach to their messages -----------------------------------------------------
+
+
+class FakeCdn:
+    """Serves user attachments the way cdn.discordapp.com does: a plain GET (no bot token) of the
+    attachment's signed URL (`?ex=<hex expiry>&is=<hex issued>&hm=<hex signature>`) returns the bytes with
+    the file's content type; a missing, deleted or wrongly signed file is a 404 with a plain text body."""
+
+    def __init__(self) -> None:
+        self.base_url = ""  # set once the fake listens: http://127.0.0.1:<port>
+        self.files: dict[str, tuple[bytes, str]] = {}  # attachment id -> (bytes, content type)
+        self.signatures: dict[str, str] = {}
+        self.failing: dict[str, int] = {}  # attachment id -> status the CDN answers instead
+        self.gets: list[str] = []  # attachment ids requested
+
+    def attachment(
+        self, channel_id: int, filename: str, data: bytes, content_type: str | None
+    ) -> dict[str, Any]:
+        """A user-uploaded attachment object as it appears in MESSAGE_CREATE."""
+        attachment_id = str(snowflake())
+        self.files[attachment_id] = (data, content_type or "application/octet-stream")
+        self.signatures[attachment_id] = secrets.token_hex(32)
+        issued = int(time.time())
+        query = f"ex={issued + 86400:x}&is={issued:x}&hm={self.signatures[attachment_id]}"
+        url = f"{self.base_url}/attachments/{channel_id}/{attachment_id}/{filename}?{query}"
+        payload: dict[str, Any] = {
+            "id": attachment_id,
+            "filename": filename,
+            "size": len(data),
+            "url": url,
+            "proxy_url": url.replace("/attachments/", "/media/attachments/", 1),
+        }
+        if content_type is not None:  # Discord omits it when it cannot tell
+            payload["content_type"] = content_type
+        size = _png_size(data)
+        if size is not None:
+            payload |= {"width": size[0], "height": size[1]}
+        return payload
+
+    async def serve(self, request: web.Request) -> web.Response:
+        attachment_id = request.match_info["attachment_id"]
+        self.gets.append(attachment_id)
+        stored = self.files.get(attachment_id)
+        if attachment_id in self.failing:
+            return web.Response(status=self.failing[attachment_id], text="upstream error")
+        if stored is None or request.query.get("hm") != self.signatures.get(attachment_id):
+            return web.Response(status=404, text="This content is no longer available.")
+        data, content_type = stored
+        return web.Response(body=data, headers={"Content-Type": content_type})

@@ -26,6 +26,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes import discord_wire as wire
+from tests.fakes.discord_files import FakeCdn
 from tests.fakes.discord_rest import BOT_TOKEN, Call, FakeRestApi, ForcedFailure, Interaction
 from tests.fakes.discord_wire import snowflake
 
@@ -67,6 +68,7 @@ class FakeDiscord(FakeRestApi):
         self.on_content: Callable[[Interaction], None] | None = None
         self.no_attach: set[int] = set()  # channels where the bot lacks Attach Files
         self.uploads: dict[str, bytes] = {}  # attachment id -> uploaded bytes
+        self.cdn = FakeCdn()  # files users attach (see `attachment`)
         self._failures: list[ForcedFailure] = []
         self._runner: web.AppRunner | None = None
         self._routes = self._route_table()
@@ -95,11 +97,14 @@ class FakeDiscord(FakeRestApi):
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        for prefix in ("/attachments", "/media/attachments"):
+            app.router.add_get(prefix + "/{channel_id}/{attachment_id}/{filename}", self.cdn.serve)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
+        self.cdn.base_url = f"http://127.0.0.1:{self.port}"
         await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
@@ -224,8 +229,10 @@ class FakeDiscord(FakeRestApi):
         channel: int | None = None,
         mention_bot: bool = False,
         author_is_bot: bool = False,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """A user (or another bot) posts a message; dispatched as MESSAGE_CREATE."""
+        """A user (or another bot) posts a message; dispatched as MESSAGE_CREATE. `attachments` come
+        from `attachment(...)`."""
         user_id = user or self.alice
         author = dict(self.users[user_id], bot=author_is_bot or self.users[user_id]["bot"])
         channel_payload = self.channels[channel or self.channel_id]
@@ -243,10 +250,22 @@ class FakeDiscord(FakeRestApi):
             guild_id=guild_id,
             mentions=[self.bot_user] if mention_bot else [],
             author_member=member,
+            attachments=attachments,
         )
         self.messages[int(payload["id"])] = payload
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
+
+    def attachment(
+        self,
+        filename: str,
+        data: bytes,
+        content_type: str | None = "image/png",
+        *,
+        channel: int | None = None,
+    ) -> dict[str, Any]:
+        """A file a user uploads with a message, served by the fake CDN at its signed URL."""
+        return self.cdn.attachment(channel or self.channel_id, filename, data, content_type)
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         session = self.session

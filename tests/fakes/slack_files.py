@@ -1,4 +1,7 @@
-"""File uploads for the fake Slack, in the wire format slack-sdk's `files_upload_v2` speaks:
+"""Files for the fake Slack: uploads in the wire format slack-sdk's `files_upload_v2` speaks, and files
+people share, served as Slack serves them.
+
+Uploads:
 
 1. `files.getUploadURLExternal` (filename, length) -> `{"upload_url", "file_id"}`
 2. POST the bytes to `upload_url` (no token: the URL is the credential) -> 200 `OK - <length>`
@@ -7,6 +10,10 @@
 
 Checks as Slack makes them: a length that does not match the bytes, completing a file never uploaded
 or twice, or a `channel_id` that is not an id, is refused with Slack's error codes.
+
+Shared files (`share_file`): a Slack file object for a message event's `files` list, whose
+`url_private_download` answers an authenticated GET (`Authorization: Bearer <bot token>`) with the
+bytes. Like Slack, a missing or wrong token is not a 401: it redirects to an HTML sign-in page.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -40,17 +47,97 @@ class SlackFile:
         return self.channel is not None
 
 
+@dataclass
+class SharedFile:
+    """A file a person attached to a message."""
+
+    id: str
+    name: str
+    mimetype: str
+    data: bytes
+    fail_status: int | None = None  # answer downloads with this status instead of the bytes
+    downloads: list[str] = field(default_factory=list)  # "ok" / "unauthorized" per GET
+
+
 class FileUploads:
     """Mixed into FakeSlack: needs `port`, `new_ts()` and the `_thread_exists` check."""
 
     port: int
+    bot_token: str  # the token a file download must carry
     files: dict[str, SlackFile]
+    shared: dict[str, SharedFile]
     _file_ids: itertools.count[int]
 
     def _init_files(self, app: web.Application) -> None:
         self.files = {}
+        self.shared = {}
         self._file_ids = itertools.count(1)
         app.router.add_post("/upload/{file_id}", self._upload)
+        app.router.add_get("/files-pri/{key}/download/{name}", self._download)
+        app.router.add_get("/files-pri/{key}/{name}", self._download)
+        app.router.add_get("/signin", self._signin)
+
+    # --- files people share -----------------------------------------------------------------
+
+    def share_file(
+        self,
+        name: str,
+        data: bytes,
+        mimetype: str,
+        *,
+        size: int | None = None,
+        fail_status: int | None = None,
+        user: str = "U0ALICE",
+        team: str = "T0FAKE",
+    ) -> dict[str, Any]:
+        """Store a file and return its Slack file object (`size` may claim another size)."""
+        file_id = f"F0SHARE{next(self._file_ids):04d}"
+        self.shared[file_id] = SharedFile(file_id, name, mimetype, data, fail_status)
+        base = f"http://127.0.0.1:{self.port}/files-pri/{team}-{file_id}"
+        filetype = mimetype.rsplit("/", 1)[-1]
+        return {
+            "id": file_id,
+            "created": 1_700_000_000,
+            "timestamp": 1_700_000_000,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": filetype.upper(),
+            "user": user,
+            "user_team": team,
+            "editable": False,
+            "size": len(data) if size is None else size,
+            "mode": "hosted",
+            "is_external": False,
+            "external_type": "",
+            "is_public": False,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "url_private": f"{base}/{name}",
+            "url_private_download": f"{base}/download/{name}",
+            "permalink": f"https://fake.slack.com/files/{user}/{file_id}/{name}",
+            "file_access": "visible",
+        }
+
+    async def _download(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["key"].rsplit("-", 1)[-1]
+        file = self.shared.get(file_id)
+        if file is None or request.match_info["name"] != file.name:
+            return web.Response(status=404, text="Not Found")
+        if request.headers.get("Authorization") != f"Bearer {self.bot_token}":
+            file.downloads.append("unauthorized")  # Slack sends the browser to sign in
+            raise web.HTTPFound(f"http://127.0.0.1:{self.port}/signin?redir={request.path}")
+        file.downloads.append("ok")
+        if file.fail_status is not None:
+            return web.Response(status=file.fail_status, text="error")
+        return web.Response(body=file.data, content_type=file.mimetype)
+
+    async def _signin(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text="<!DOCTYPE html><html><body>Sign in to Slack</body></html>", content_type="text/html"
+        )
 
     if TYPE_CHECKING:  # provided by FakeSlack
 

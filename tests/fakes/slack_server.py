@@ -130,6 +130,7 @@ class FakeSlack(FileUploads):
         self._acked: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.bot_token = BOT_TOKEN
         self.http = aiohttp.ClientSession()
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -179,9 +180,17 @@ class FakeSlack(FileUploads):
         return f"{1_700_000_000 + next(self._ts)}.000100"
 
     def user_message(
-        self, channel: str, text: str, *, user: str = ALICE, thread_ts: str | None = None, bot: bool = False
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str = ALICE,
+        thread_ts: str | None = None,
+        bot: bool = False,
+        files: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Store a message a person (or another bot) posted; return its `message` event."""
+        """Store a message a person (or another bot) posted; return its `message` event. `files` are
+        file objects from `share_file`: the event is then a `file_share` message, as Slack sends it."""
         ts = self.new_ts()
         self.messages[f"{channel}:{ts}"] = Message(channel, ts, user, text, thread_ts, bot=bot)
         event: dict[str, Any] = {
@@ -199,6 +208,10 @@ class FakeSlack(FileUploads):
             event["parent_user_id"] = self.messages[f"{channel}:{thread_ts}"].user
         if bot:
             event["bot_id"] = BOT_ID if user == BOT_USER else "B0OTHER"
+        if files:
+            event["subtype"] = "file_share"
+            event["files"] = files
+            event["upload"] = False
         return event
 
     @staticmethod

@@ -30,7 +30,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.fakes.telegram_files import ApiError, Upload, bad_request, image_size, uploaded, visible_caption
+from tests.fakes.telegram_files import (
+    ApiError,
+    FileStore,
+    Upload,
+    bad_request,
+    image_size,
+    uploaded,
+    visible_caption,
+)
 
 BOT_ID = 7_000_000_001
 BOT_USERNAME = "teammate_bot"
@@ -166,6 +174,7 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], BotMessage] = {}
         self.drafts: list[tuple[int, int, str]] = []  # (chat, draft id, visible text)
         self.commands: list[dict[str, Any]] = []
+        self.files = FileStore()  # what users sent: getFile and /file/bot<token>/<file_path>
         self.webhook: dict[str, Any] | None = None
         self.deliveries: list[int] = []  # HTTP status of every webhook delivery
         self.flood: Flood | None = None  # None: no flood control (tests inject 429s explicitly)
@@ -190,6 +199,7 @@ class FakeTelegram:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._serve_file)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -265,6 +275,7 @@ class FakeTelegram:
         sender: dict[str, Any] | None = None,
         reply_to: int | None = None,
         topic: int | None = None,
+        media: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], int]:
         sender = sender or self.user(chat["id"] if chat["type"] == "private" else 1, "Alice")
         message_id = self._mint_message_id(chat["id"])
@@ -274,11 +285,16 @@ class FakeTelegram:
             "date": int(time.time()),
             "chat": chat,
             "from": sender,
-            "text": text,
         }
+        if media:  # a photo or document; its text is the caption
+            message |= media
+        if not media:
+            message["text"] = text
+        elif text:
+            message["caption"] = text
         entities = _entities(text)
         if entities:
-            message["entities"] = entities
+            message["caption_entities" if media else "entities"] = entities
         if topic is not None:
             message["message_thread_id"] = topic
             message["is_topic_message"] = True
@@ -287,6 +303,33 @@ class FakeTelegram:
             message["reply_to_message"] = self._message_json(chat["id"], replied)
         self._next_update += 1
         return {"update_id": self._next_update, "message": message}, message_id
+
+    def user_sends_photo(
+        self,
+        chat: dict[str, Any],
+        data: bytes,
+        caption: str = "",
+        *,
+        album: str | None = None,
+        sender: dict[str, Any] | None = None,
+        reply_to: int | None = None,
+    ) -> int:
+        """A photo, as Telegram delivers it (several sizes; JPEG); `album` is its media_group_id."""
+        media: dict[str, Any] = {"photo": self.files.photo_sizes(data, b"\xff\xd8\xff thumbnail")}
+        if album:
+            media["media_group_id"] = album
+        update, message_id = self.message_update(chat, caption, sender=sender, reply_to=reply_to, media=media)
+        self.push(update)
+        return message_id
+
+    def user_sends_document(
+        self, chat: dict[str, Any], data: bytes, mime_type: str, file_name: str, caption: str = ""
+    ) -> int:
+        """A file sent as a document (uncompressed), with the type the sender's client declared."""
+        media = {"document": self.files.document(data, mime_type, file_name)}
+        update, message_id = self.message_update(chat, caption, media=media)
+        self.push(update)
+        return message_id
 
     def push(self, update: dict[str, Any]) -> None:
         """Queue a raw update (push the same one twice to simulate a redelivery)."""
@@ -327,6 +370,17 @@ class FakeTelegram:
         if method != "getUpdates" or body.get("result"):
             self.calls.append(Call(method, params, status, time.monotonic()))
         return web.json_response(body, status=status)
+
+    async def _serve_file(self, request: web.Request) -> web.Response:
+        """A file download, as https://api.telegram.org/file/bot<token>/<file_path> serves it."""
+        if request.match_info["token"] != self.token:
+            return web.json_response(
+                {"ok": False, "error_code": 401, "description": "Unauthorized"}, status=401
+            )
+        data = self.files.download(request.match_info["path"])
+        if data is None:
+            return web.json_response({"ok": False, "error_code": 404, "description": "Not Found"}, status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     async def _answer(self, token: str, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if token != self.token:
@@ -379,6 +433,9 @@ class FakeTelegram:
 
     async def _m_getMe(self, params: dict[str, Any]) -> Any:
         return self.me
+
+    async def _m_getFile(self, params: dict[str, Any]) -> Any:
+        return self.files.get_file(params)
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> Any:
         self.webhook = None
