@@ -23,6 +23,8 @@ chat: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 
 typecheck: install
 	$(BIN)/mypy

@@ -94,16 +94,26 @@ async def _chat(settings: Settings, *, fresh: bool) -> int:
 
 async def _run(settings: Settings) -> int:
     from bot.http import HttpServer
+    from bot.metrics import Metrics
     from bot.platforms import configured_adapters
     from bot.scheduler import ReportConfig, ReportScheduler, report_destinations
-    from bot.serve import serve
+    from bot.serve import register_readiness, serve
     from core.adapter import AdapterContext
 
     async with open_core(settings) as core:
         http = HttpServer(settings.http_host, settings.http_port)
         adapters = configured_adapters(settings, AdapterContext(core.router, http, settings.offered_models))
+        if not adapters and not sys.stdin.isatty():
+            # A service (container, systemd) with no platform would otherwise read EOF, exit and be
+            # restarted in a loop: say what is missing instead.
+            print(
+                "config error: no chat platform is configured: set SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN "
+                "or DISCORD_BOT_TOKEN (or use `bot chat` for the console)",
+                file=sys.stderr,
+            )
+            return EXIT_CONFIG
         if not adapters:
-            # Nothing but an LLM key: let a newcomer talk to the agent at once.
+            # Nothing but an LLM key, in a terminal: let a newcomer talk to the agent at once.
             print(
                 "No chat platform is configured (SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN); "
                 "opening the console chat.",
@@ -118,7 +128,11 @@ async def _run(settings: Settings) -> int:
             )
             await console.run()
             return 0
-        _stop_on_sigterm()
+        stop = _stop_on_sigterm()
+        metrics = Metrics()
+        metrics.instrument(core.router)
+        http.add_route("GET", "/metrics", metrics.handler)
+        register_readiness(http, core.store, adapters, core.router)
         names = ", ".join(adapter.name for adapter in adapters)
         print(f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port}.", file=sys.stderr)
         destinations = report_destinations(settings, adapters)
@@ -126,18 +140,27 @@ async def _run(settings: Settings) -> int:
         if destinations:
             core.budget.on_warning(reports.announce)
         try:
-            await serve(adapters, core.router, http, reports)
+            await serve(adapters, core.router, http, reports, stop=stop, grace_s=settings.bot_shutdown_grace)
         except asyncio.CancelledError:
             print("Shutting down.", file=sys.stderr)
     return 0
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM cancels the main task like Ctrl-C does, so everything closes cleanly."""
+def _stop_on_sigterm() -> asyncio.Event:
+    """SIGTERM sets the returned event: `serve` stops taking new messages, lets running turns finish within
+    BOT_SHUTDOWN_GRACE, then disconnects and `bot run` exits 0. A second SIGTERM cancels at once, like
+    Ctrl-C."""
+    stop = asyncio.Event()
     task = asyncio.current_task()
-    if task is not None:
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+
+    def on_sigterm() -> None:
+        if stop.is_set() and task is not None:
+            task.cancel()
+        stop.set()
+
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_sigterm)
+    return stop
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(
         "WARNING" if quiet and settings.log_level in ("DEBUG", "INFO") else settings.log_level,
         settings.secrets(),
+        settings.log_format,
     )
     try:
         if args.command == "chat":

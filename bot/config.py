@@ -63,6 +63,7 @@ class Settings(BaseSettings):
 
     tool_fetch_allow_private: bool = False
     log_level: str = "INFO"
+    log_format: str = "text"  # text (human-readable) or json (one object per line)
 
     # Daily usage report (posted by `bot run`'s scheduler to each destination that is set).
     report_time: str = "09:00"  # HH:MM in REPORT_TIMEZONE; the report covers the previous day
@@ -81,6 +82,8 @@ class Settings(BaseSettings):
     # The bot's HTTP server (health, Slack HTTP events, Telegram webhook), started by `bot run`.
     http_host: str = "0.0.0.0"
     http_port: int = Field(8080, ge=0, le=65535)
+    # On SIGTERM: seconds running turns get to finish before they are stopped.
+    bot_shutdown_grace: float = Field(30.0, ge=0, le=3600)
 
     # One section per platform adapter; each reads its own prefix (SLACK_*, TELEGRAM_*, DISCORD_*).
     slack: SlackSettings = Field(default_factory=SlackSettings)
@@ -160,6 +163,14 @@ class Settings(BaseSettings):
         if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ValueError("use DEBUG, INFO, WARNING or ERROR")
         return level
+
+    @field_validator("log_format")
+    @classmethod
+    def _valid_format(cls, value: str) -> str:
+        log_format = value.strip().lower()
+        if log_format not in ("text", "json"):
+            raise ValueError("use text or json")
+        return log_format
 
     @model_validator(mode="after")
     def _a_model_is_usable(self) -> Settings:

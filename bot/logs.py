@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import TextIO
 
 MASK = "***"
 # Short-lived credentials that appear inside URLs libraries log (e.g. discord.py's 429 warning shows
@@ -33,10 +36,36 @@ class RedactSecrets(logging.Filter):
         return True
 
 
-def setup_logging(level: str, secrets: Iterable[str]) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC ISO 8601), level, logger, message, exc (traceback or null).
+    Runs after RedactSecrets, which has already masked the message and the traceback text."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = record.exc_text
+        if record.exc_info and not exc:
+            exc = self.formatException(record.exc_info)
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "exc": exc or None,
+        }
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def make_handler(stream: TextIO, secrets: Iterable[str], log_format: str = "text") -> logging.Handler:
+    handler = logging.StreamHandler(stream)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
+    return handler
+
+
+def setup_logging(level: str, secrets: Iterable[str], log_format: str = "text") -> None:
+    handler = make_handler(sys.stderr, secrets, log_format)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

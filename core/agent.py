@@ -54,13 +54,15 @@ from core.providers.failover import (
 )
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager, SessionState
-from core.storage.base import Store, ToolCallRecord, TurnRecord
+from core.storage.base import Store, ToolCallRecord, TurnRecord, TurnStatus
 from core.tokens import TokenCounter
 from core.tools.base import ToolContext
 from core.tools.registry import ToolRegistry
 from core.usage import UsageRecorder, format_cost
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN = "shutdown"  # the cancel message of turns stopped because the bot is shutting down
 
 Emit = Callable[[AgentEvent], None]
 
@@ -152,8 +154,9 @@ class Agent:
         try:
             await self._sessions.append(state, [user_message], turn_id=record.id, turn_status="running")
             await self._loop(turn)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._finish_cancelled(turn))
+        except asyncio.CancelledError as cancel:
+            shutdown = SHUTDOWN in cancel.args  # Router.drain cancels with this message
+            await asyncio.shield(self._finish_cancelled(turn, shutdown=shutdown))
         except ProviderError as error:
             await self._finish_failed(turn, error)
         except Exception:
@@ -213,10 +216,17 @@ class Agent:
         )
         turn.emit(TurnDone(turn.text, turn.input_tokens, turn.output_tokens, turn.cost, footer))
 
-    async def _finish_cancelled(self, turn: _Turn) -> None:
-        closing = self._closing_messages(turn, "[stopped by the user]", "cancelled by the user")
-        await self._sessions.append(turn.state, closing, turn_id=turn.record.id, turn_status="cancelled")
-        turn.emit(TurnFailed("cancelled", "Stopped.", turn.text))
+    async def _finish_cancelled(self, turn: _Turn, *, shutdown: bool = False) -> None:
+        status: TurnStatus = "interrupted" if shutdown else "cancelled"
+        if shutdown:
+            marker = "[interrupted: the bot restarted]"
+            closing = self._closing_messages(turn, marker, "interrupted by a restart")
+            told = "Interrupted: I am restarting. What I wrote so far is kept; please ask again in a minute."
+        else:
+            closing = self._closing_messages(turn, "[stopped by the user]", "cancelled by the user")
+            told = "Stopped."
+        await self._sessions.append(turn.state, closing, turn_id=turn.record.id, turn_status=status)
+        turn.emit(TurnFailed("cancelled", told, turn.text))
 
     async def _finish_failed(self, turn: _Turn, error: ProviderError, reason: str = "provider_error") -> None:
         cut = isinstance(error, StreamCutAfterOutput)

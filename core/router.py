@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from core.access import AccessPolicy
-from core.agent import Agent
+from core.agent import SHUTDOWN, Agent
 from core.budget import BudgetPolicy
 from core.commands import CommandContext, parse_command, run_command
 from core.conversation import Message
@@ -25,6 +25,7 @@ from core.storage.base import Store, TurnRecord
 
 log = logging.getLogger(__name__)
 
+DRAINING_REPLY = "I am restarting; please try again in a minute."
 INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]"
 
 
@@ -57,10 +58,15 @@ class Router:
         self._offered = offered_models
         self._budget = budget or BudgetPolicy()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True  # False while draining for shutdown: new messages are turned away
 
     async def handle(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
         if message.sender.is_bot:
             return  # never answer bots (our own echoes included): no loops
+        if not self.accepting:
+            # Not claimed, so a redelivery (or another replica) can still handle the event.
+            yield CommandReply(DRAINING_REPLY, private=True)
+            return
         if not await self._store.claim_event(message.ref.platform, message.event_id):
             log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
             return
@@ -149,6 +155,21 @@ class Router:
                 )
             )
         return recovered
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stop accepting messages, let running turns finish for up to `timeout_s`, then cancel the rest
+        (the agent stores a cancelled turn's partial answer, so history stays valid). Returns how many
+        turns were cancelled."""
+        self.accepting = False
+        pending = set(self._tasks)
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=timeout_s)
+        for task in pending:
+            task.cancel(SHUTDOWN)  # stored and shown as "interrupted", not as stopped by the user
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            log.warning("%d turn(s) did not finish within %.0fs and were stopped", len(pending), timeout_s)
+        return len(pending)
 
     async def aclose(self) -> None:
         """Cancel turns in flight (they store what they have) and wait for them."""

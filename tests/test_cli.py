@@ -71,11 +71,14 @@ async def test_chat_continues_the_conversation_across_runs(llm_server: FakeLLMSe
     assert len(llm_server.bodies("anthropic")[-1]["messages"]) == 1
 
 
-async def test_run_without_platforms_opens_the_console(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+async def test_run_without_platforms_and_without_a_terminal_says_what_is_missing(
+    llm_server: FakeLLMServer, tmp_path: Path
+) -> None:
+    # In a terminal `bot run` opens the console chat (see test_run_in_a_terminal_opens_the_console);
+    # as a service with no platform it must not exit 0 and be restarted in a loop.
     code, out, err = await run_bot(["run"], "hello\n", bot_env(llm_server, tmp_path), tmp_path)
-    assert code == 0, err
-    assert "opening the console chat" in err
-    assert out == "echo: hello\n"
+    assert code == 2 and out == ""
+    assert "no chat platform is configured" in err and "bot chat" in err
 
 
 async def test_provider_error_is_a_clear_line_not_a_traceback(
@@ -165,3 +168,29 @@ async def test_discord_invite_without_a_token(tmp_path: Path) -> None:
         ["discord-invite"], "", bot_env(None, tmp_path, ANTHROPIC_API_KEY="k"), tmp_path
     )
     assert code == 2 and "DISCORD_BOT_TOKEN is not set" in err
+
+
+async def test_run_in_a_terminal_opens_the_console(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    import pty
+
+    controller, terminal = pty.openpty()  # stdin is a real terminal, as after `make run`
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        stdin=terminal,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=bot_env(llm_server, tmp_path),
+        cwd=tmp_path,
+    )
+    os.close(terminal)
+    try:
+        os.write(controller, b"hello\n/exit\n")
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+    finally:
+        os.close(controller)
+    assert process.returncode == 0, err
+    assert "opening the console chat" in err.decode()
+    assert "echo: hello" in out.decode()
