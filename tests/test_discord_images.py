@@ -12,8 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from adapters.discord.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from bot.config import Settings
+from core.images import MAX_IMAGE_BYTES, MAX_IMAGES
 from tests.discordkit import running_bot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.llm_server import FakeLLMServer, ProviderName

@@ -13,12 +13,13 @@ from typing import Any
 import pytest
 
 from adapters.slack.adapter import SlackAdapter
-from adapters.slack.images import MAX_IMAGES, file_refs, sniff_image_type
+from adapters.slack.images import file_refs
 from adapters.slack.settings import SlackSettings
 from bot.app import open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
+from core.images import MAX_IMAGES, sniff_image_type
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack, mention
 

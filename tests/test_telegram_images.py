@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from adapters.telegram.images import MAX_IMAGE_BYTES
 from bot.config import Settings
+from core.images import MAX_IMAGE_BYTES
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.telegram_server import BOT_USERNAME, TOKEN, FakeTelegram
 from tests.telegramkit import fake, running_bot

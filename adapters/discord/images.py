@@ -20,13 +20,11 @@ import aiohttp
 import discord
 
 from core.conversation import ImageBlock
+from core.images import MAX_IMAGE_BYTES, MAX_IMAGE_MB, MAX_IMAGES, count, sniff_image_type
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-MAX_IMAGES = 4
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-MAX_IMAGE_MB = MAX_IMAGE_BYTES // (1024 * 1024)
 DOWNLOAD_TIMEOUT_S = 30.0
 
 
@@ -48,23 +46,6 @@ def media_type_of(attachment: discord.Attachment) -> str | None:
     return "image/jpeg" if declared == "image/jpg" else declared or None
 
 
-def sniff(data: bytes) -> str | None:
-    """The image type the bytes really are (providers reject a mismatched media type)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if data.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
-def _count(n: int, what: str) -> str:
-    return f"{n} {what}" if n == 1 else f"{n} {what}s"
-
-
 async def _download(attachment: discord.Attachment, declared: str) -> ImageBlock | str:
     """The image, or the note to add when it cannot be used."""
     try:
@@ -75,7 +56,7 @@ async def _download(attachment: discord.Attachment, declared: str) -> ImageBlock
         return f"[image {attachment.filename} could not be downloaded]"
     if len(data) > MAX_IMAGE_BYTES:
         return f"[image {attachment.filename} too large: max {MAX_IMAGE_MB} MB]"
-    media_type = sniff(data) or declared
+    media_type = sniff_image_type(data) or declared
     if media_type not in ACCEPTED_TYPES:
         return f"[attachment {attachment.filename} skipped: not a supported image]"
     encoded = await asyncio.to_thread(base64.b64encode, data)
@@ -101,9 +82,9 @@ async def collect(attachments: Sequence[discord.Attachment]) -> Images:
         else:
             wanted.append((attachment, declared))
     if not_images:
-        notes.append(f"[{_count(not_images, 'attachment')} skipped: not an image]")
+        notes.append(f"[{count(not_images, 'attachment')} skipped: not an image]")
     if over_count:
-        notes.append(f"[{_count(over_count, 'image')} skipped: at most {MAX_IMAGES} per message]")
+        notes.append(f"[{count(over_count, 'image')} skipped: at most {MAX_IMAGES} per message]")
     results = await asyncio.gather(*(_download(a, t) for a, t in wanted))
     blocks = tuple(r for r in results if isinstance(r, ImageBlock))
     notes.extend(r for r in results if isinstance(r, str))

@@ -20,13 +20,11 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from core.conversation import ImageBlock
+from core.images import MAX_IMAGE_BYTES, MAX_IMAGE_MB, MAX_IMAGES, count, sniff_image_type
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-MAX_IMAGES = 4
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-MAX_IMAGE_MB = MAX_IMAGE_BYTES // (1024 * 1024)
 DOWNLOAD_TIMEOUT_S = 30.0
 # The bot token is only ever sent to Slack's own hosts (and the configured API host, e.g. a test server).
 SLACK_FILE_DOMAINS = ("slack.com", "slack-gov.com")
@@ -99,13 +97,13 @@ async def fetch_images(
     failed += sum(1 for r in results if r == "failed")
     notes: list[str] = []
     if not_image:
-        notes.append(f"[{_count(not_image, 'attachment')} skipped: not an image]")
+        notes.append(f"[{count(not_image, 'attachment')} skipped: not an image]")
     if too_large:
-        notes.append(f"[{_count(too_large, 'image')} skipped: too large, max {MAX_IMAGE_MB} MB]")
+        notes.append(f"[{count(too_large, 'image')} skipped: too large, max {MAX_IMAGE_MB} MB]")
     if over_limit:
-        notes.append(f"[{_count(over_limit, 'image')} skipped: at most {MAX_IMAGES} per message]")
+        notes.append(f"[{count(over_limit, 'image')} skipped: at most {MAX_IMAGES} per message]")
     if failed:
-        notes.append(f"[{_count(failed, 'image')} could not be downloaded]")
+        notes.append(f"[{count(failed, 'image')} could not be downloaded]")
     return Attachments(images, notes)
 
 
@@ -143,23 +141,6 @@ async def _fetch(
     return ImageBlock(media_type=media_type, data_b64=base64.b64encode(data).decode("ascii"))
 
 
-def sniff_image_type(head: bytes) -> str | None:
-    """The media type the bytes really are (providers refuse a mismatched one), or None."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
-
-
 def _allowed_hosts(api_url: str) -> frozenset[str]:
     host = (urlsplit(api_url).hostname or "").lower()
     return frozenset({*SLACK_FILE_DOMAINS, host} - {""})
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

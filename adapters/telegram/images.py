@@ -18,20 +18,11 @@ from telegram import Bot, Message
 from telegram.error import TelegramError
 
 from core.conversation import ImageBlock
+from core.images import MAX_IMAGE_BYTES, MAX_IMAGE_MB, MAX_IMAGES, SUPPORTED_TYPES, count, sniff_image_type
 from core.inbound import InboundMessage
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
-MAX_IMAGES = 4
-MAX_IMAGE_BYTES = 5 * 1024 * 1024
-_MAX_MB = MAX_IMAGE_BYTES // (1024 * 1024)
-_SIGNATURES = (
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"GIF87a", "image/gif"),
-    (b"GIF89a", "image/gif"),
-)
 # Media a message can carry that the model cannot see (a document is checked by its type).
 _OTHER_MEDIA = ("animation", "audio", "video", "video_note", "voice")
 
@@ -59,18 +50,14 @@ class _Notes:
     def text(self) -> str:
         notes = []
         if self.not_image:
-            notes.append(f"[{_count(self.not_image, 'attachment')} skipped: not an image]")
+            notes.append(f"[{count(self.not_image, 'attachment')} skipped: not an image]")
         if self.too_large:
-            notes.append(f"[{_count(self.too_large, 'image')} too large: max {_MAX_MB} MB]")
+            notes.append(f"[{count(self.too_large, 'image')} too large: max {MAX_IMAGE_MB} MB]")
         if self.over_limit:
-            notes.append(f"[{_count(self.over_limit, 'image')} skipped: max {MAX_IMAGES} per message]")
+            notes.append(f"[{count(self.over_limit, 'image')} skipped: max {MAX_IMAGES} per message]")
         if self.failed:
-            notes.append(f"[{_count(self.failed, 'image')} could not be downloaded]")
+            notes.append(f"[{count(self.failed, 'image')} could not be downloaded]")
         return " ".join(notes)
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 def has_media(message: Message) -> bool:
@@ -135,17 +122,9 @@ async def _download(bot: Bot, wanted: Wanted) -> ImageBlock:
     data = bytes(await file.download_as_bytearray())
     if len(data) > MAX_IMAGE_BYTES:
         raise _TooLarge
-    return ImageBlock(media_type=_sniff(data) or wanted.media_type, data_b64=base64.b64encode(data).decode())
-
-
-def _sniff(data: bytes) -> str | None:
-    """The type the bytes really are (a document's declared type can be wrong)."""
-    for signature, media_type in _SIGNATURES:
-        if data.startswith(signature):
-            return media_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    return ImageBlock(
+        media_type=sniff_image_type(data) or wanted.media_type, data_b64=base64.b64encode(data).decode()
+    )
 
 
 def _describe(error: BaseException, token: str) -> str:
