@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bot.config import Settings
-from core.adapter import Adapter
+from core.adapter import Adapter, wait_until_ready
 from core.budget import BudgetWarning, Clock, utc_now
 from core.models import PriceTable
 from core.reports.model import DailyReport
@@ -279,10 +279,5 @@ async def _render_chart(report: DailyReport) -> bytes | None:
 
 
 async def _wait_ready(adapters: Sequence[Adapter], timeout_s: float = READY_TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not all(adapter.ready() for adapter in adapters):
-        if loop.time() > deadline:
-            log.warning("not every report destination connected within %.0fs; posting anyway", timeout_s)
-            return
-        await asyncio.sleep(0.2)
+    if not await wait_until_ready(adapters, timeout_s):
+        log.warning("not every report destination connected within %.0fs; posting anyway", timeout_s)

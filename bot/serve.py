@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bot.http import HttpServer
 from bot.scheduler import ReportScheduler
-from core.adapter import Adapter
+from core.adapter import Adapter, wait_until_ready
 from core.router import Router
 from core.storage.base import Store
 
@@ -84,15 +84,11 @@ def register_readiness(http: HttpServer, store: Store, adapters: Sequence[Adapte
 
 async def recover_when_ready(adapter: Adapter, router: Router, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Once the adapter is connected, tell users whose turns a crash or restart interrupted."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not adapter.ready():
-        if loop.time() > deadline:
-            log.warning(
-                "%s did not connect within %.0fs; interrupted turns stay pending", adapter.name, timeout_s
-            )
-            return
-        await asyncio.sleep(0.2)
+    if not await wait_until_ready([adapter], timeout_s):
+        log.warning(
+            "%s did not connect within %.0fs; interrupted turns stay pending", adapter.name, timeout_s
+        )
+        return
     for note in await router.recover(adapter.name):
         try:
             await adapter.post_notice(note.ref, note.text)

@@ -7,7 +7,8 @@ An adapter owns its platform connection, turns platform events into `InboundMess
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,3 +58,14 @@ class AdapterContext:
     router: Router
     routes: HttpRoutes
     offered_models: tuple[str, ...] = ()
+
+
+async def wait_until_ready(adapters: Sequence[Adapter], timeout_s: float) -> bool:
+    """Wait until every adapter is connected; False if that did not happen within `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not all(adapter.ready() for adapter in adapters):
+        if loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
