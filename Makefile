@@ -24,7 +24,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint deploy/Dockerfile
-	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+	$(BIN)/kubernetes-validate --strict --quiet deploy/k8s/*.yaml deploy/k8s/postgres/*.yaml
 
 typecheck: install
 	$(BIN)/mypy

@@ -100,11 +100,11 @@ async def bench_preparation(core: Core, provider: ZeroLatencyProvider, history: 
     return statistics.median(samples)
 
 
-async def main(turns: int, sessions: int, repeats: int) -> None:
+async def main(turns: int, sessions: int, repeats: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        settings = load_settings(
-            _env_file=None, anthropic_api_key="bench", database_url=f"sqlite:///{Path(folder) / 'bench.db'}"
-        )
+        url = database_url or f"sqlite:///{Path(folder) / 'bench.db'}"
+        settings = load_settings(_env_file=None, anthropic_api_key="bench", database_url=url)
+        print(f"store: {url.split(':', 1)[0]}")
         provider = ZeroLatencyProvider()
         async with open_core(settings, providers={"anthropic": provider}) as core:
             await bench_overhead(core, turns, sessions)
@@ -119,5 +119,9 @@ if __name__ == "__main__":
     parser.add_argument("--turns", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument(
+        "--database-url",
+        help="measure on this store instead of a fresh SQLite file, e.g. an empty PostgreSQL database",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.turns, args.sessions, args.repeats))
+    asyncio.run(main(args.turns, args.sessions, args.repeats, args.database_url))

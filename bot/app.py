@@ -76,7 +76,7 @@ async def open_core(
     `extra_tools` join the built-ins; `providers` replaces provider clients by name (benchmarks, plugins).
     """
     try:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, pool_size=settings.database_pool_size)
     except ValueError as error:
         raise SettingsError([str(error)]) from None
     await store.open()

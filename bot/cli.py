@@ -15,6 +15,7 @@ from adapters.console.adapter import ConsoleAdapter
 from bot.app import open_core
 from bot.config import Settings, SettingsError, load_settings
 from bot.logs import setup_logging
+from core.storage import StoreUnavailableError
 
 EXIT_CONFIG = 2
 
@@ -102,7 +103,9 @@ async def _run(settings: Settings) -> int:
 
     async with open_core(settings) as core:
         http = HttpServer(settings.http_host, settings.http_port)
-        adapters = configured_adapters(settings, AdapterContext(core.router, http, settings.offered_models))
+        metrics = Metrics()  # also the adapters' observer: platform 429s and failed replies
+        context = AdapterContext(core.router, http, settings.offered_models, observer=metrics)
+        adapters = configured_adapters(settings, context)
         if not adapters and not sys.stdin.isatty():
             # A service (container, systemd) with no platform would otherwise read EOF, exit and be
             # restarted in a loop: say what is missing instead.
@@ -129,7 +132,6 @@ async def _run(settings: Settings) -> int:
             await console.run()
             return 0
         stop = _stop_on_sigterm()
-        metrics = Metrics()
         metrics.instrument(core.router)
         http.add_route("GET", "/metrics", metrics.handler)
         register_readiness(http, core.store, adapters, core.router)
@@ -140,7 +142,15 @@ async def _run(settings: Settings) -> int:
         if destinations:
             core.budget.on_warning(reports.announce)
         try:
-            await serve(adapters, core.router, http, reports, stop=stop, grace_s=settings.bot_shutdown_grace)
+            await serve(
+                adapters,
+                core.router,
+                http,
+                reports,
+                stop=stop,
+                grace_s=settings.bot_shutdown_grace,
+                store=core.store,
+            )
         except asyncio.CancelledError:
             print("Shutting down.", file=sys.stderr)
     return 0
@@ -190,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SettingsError as error:  # e.g. an unusable DATABASE_URL, found when the store opens
         return _config_error(error)
+    except StoreUnavailableError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 def _config_error(error: SettingsError) -> int:

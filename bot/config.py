@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     bot_provider_timeout: float = Field(120.0, gt=0)
     bot_pricing: str = ""  # JSON: {"openai:my-model": {"input": 1, "output": 2, ...}} USD per million tokens
 
-    database_url: str = "sqlite:///data/bot.db"
+    database_url: str = "sqlite:///data/bot.db"  # or postgresql://user:password@host:5432/dbname
+    database_pool_size: int = Field(10, ge=1, le=200)  # PostgreSQL connections per process (+1 fleet)
 
     allowed_users: CommaList = Field(default_factory=list)
     allowed_channels: CommaList = Field(default_factory=list)

@@ -1,8 +1,9 @@
 """Prometheus metrics for the bot process, fed at the edges (the core never imports prometheus).
 
 `Metrics` owns its own CollectorRegistry, so several app instances (tests) never collide. It observes the
-event stream of every turn by wrapping `Router.handle` on the router instance (`instrument`), and serves
-`/metrics` on the bot's HTTP server (`handler`).
+event stream of every turn by wrapping `Router.handle` on the router instance (`instrument`), is the
+adapters' `PlatformObserver` (429s and failed replies by platform, passed in their `AdapterContext`), and
+serves `/metrics` on the bot's HTTP server (`handler`).
 """
 
 from __future__ import annotations
@@ -63,16 +64,25 @@ class Metrics:
         self.tool_calls = Counter(
             "bot_tool_calls", "Tool calls by tool and outcome", ["tool", "outcome"], registry=r
         )
-        # No adapter reports its platform's 429s yet: this stays at zero until adapters call rate_limited().
         self.rate_limited_total = Counter(
             "bot_platform_rate_limited", "HTTP 429 answers from a chat platform", ["platform"], registry=r
         )
         self.errors = Counter(
-            "bot_errors", "Failed turns and handler errors", ["platform", "reason"], registry=r
+            "bot_errors",
+            "Failed turns, handler errors and replies the platform refused",
+            ["platform", "reason"],
+            registry=r,
         )
 
-    def rate_limited(self, platform: str) -> None:
+    # --- core.adapter.PlatformObserver: what the adapters report about their platform's API ---------
+
+    def rate_limited(self, platform: str, method: str | None = None) -> None:
+        """One HTTP 429 from a platform. `method` is not a label: platform is what an alert needs."""
         self.rate_limited_total.labels(platform).inc()
+
+    def platform_error(self, platform: str, kind: str) -> None:
+        """A reply the platform refused or failed (`bot_errors_total{reason="platform_api"}`)."""
+        self.errors.labels(platform, kind).inc()
 
     def instrument(self, router: Router) -> None:
         """Observe every event stream `router.handle` yields (adapters look `handle` up per call)."""

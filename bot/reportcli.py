@@ -22,7 +22,7 @@ async def print_report(settings: Settings, day: date, out: TextIO) -> int:
     from core.reports.markdown import report_markdown
 
     try:
-        store = open_store(settings.database_url)
+        store = open_store(settings.database_url, pool_size=settings.database_pool_size)
     except ValueError as error:
         raise SettingsError([str(error)]) from None
     await store.open()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 from bot.http import HttpServer
 from bot.scheduler import ReportScheduler
@@ -16,6 +17,11 @@ from core.storage.base import Store
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT_S = 60.0
+# Replicas on one PostgreSQL look for turns a vanished replica left unfinished this often.
+ORPHAN_SWEEP_S = 60.0
+# Platforms redeliver an event for minutes at most (Slack: 3 retries within ~1 hour); a week is ample.
+EVENT_MEMORY = timedelta(days=7)
+PRUNE_EVERY_S = 6 * 3600.0
 
 
 class _ShutdownDone(Exception):
@@ -30,19 +36,28 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     grace_s: float = 30.0,
+    store: Store | None = None,
 ) -> None:
     """Run until cancelled (Ctrl-C), `stop` is set (SIGTERM) or an adapter fails for good. `reports`, when
     given, posts the daily report (catch-up first, once its adapters are connected).
 
     When `stop` is set the router stops taking new messages (they get a short "restarting" reply) while
     adapters stay connected, so running turns can finish and be rendered within `grace_s` seconds; turns
-    still running then are cancelled (stored as cancelled), and everything disconnects."""
+    still running then are cancelled (stored as cancelled), and everything disconnects.
+
+    `store`, when given, gets housekeeping: old event ids are pruned, and when it is shared with other
+    replicas the turns a vanished replica left unfinished are closed (with a note) every minute."""
     await http.start()
     try:
         async with asyncio.TaskGroup() as group:
+            sweep_s = ORPHAN_SWEEP_S if store is not None and store.shared else None
             for adapter in adapters:
                 group.create_task(adapter.run(), name=f"adapter-{adapter.name}")
-                group.create_task(recover_when_ready(adapter, router), name=f"recover-{adapter.name}")
+                group.create_task(
+                    recover_when_ready(adapter, router, sweep_s=sweep_s), name=f"recover-{adapter.name}"
+                )
+            if store is not None:
+                group.create_task(prune_events(store), name="prune-events")
             if reports is not None and reports.destinations:
                 group.create_task(reports.run(), name="daily-report")
             if stop is not None:
@@ -82,15 +97,41 @@ def register_readiness(http: HttpServer, store: Store, adapters: Sequence[Adapte
     http.add_readiness_check("accepting", accepting)
 
 
-async def recover_when_ready(adapter: Adapter, router: Router, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Once the adapter is connected, tell users whose turns a crash or restart interrupted."""
+async def recover_when_ready(
+    adapter: Adapter, router: Router, timeout_s: float = READY_TIMEOUT_S, *, sweep_s: float | None = None
+) -> None:
+    """Once the adapter is connected, tell users whose turns a crash or restart interrupted; with
+    `sweep_s`, keep doing so for replicas that vanish later."""
     if not await wait_until_ready([adapter], timeout_s):
         log.warning(
             "%s did not connect within %.0fs; interrupted turns stay pending", adapter.name, timeout_s
         )
         return
-    for note in await router.recover(adapter.name):
+    while True:
         try:
-            await adapter.post_notice(note.ref, note.text)
-        except Exception:  # one unreachable conversation must not stop the others' notes
-            log.warning("could not post a restart note to %s", note.ref.key, exc_info=True)
+            notes = await router.recover(adapter.name)
+        except Exception:  # the database may be briefly away; the next sweep tries again
+            if sweep_s is None:
+                raise
+            log.warning("could not look for interrupted turns", exc_info=True)
+            notes = []
+        for note in notes:
+            try:
+                await adapter.post_notice(note.ref, note.text)
+            except Exception:  # one unreachable conversation must not stop the others' notes
+                log.warning("could not post a restart note to %s", note.ref.key, exc_info=True)
+        if sweep_s is None:
+            return
+        await asyncio.sleep(sweep_s)
+
+
+async def prune_events(store: Store, every_s: float = PRUNE_EVERY_S) -> None:
+    """Forget platform event ids older than EVENT_MEMORY, now and then, so the table stays small."""
+    while True:
+        try:
+            removed = await store.prune_events(datetime.now(UTC) - EVENT_MEMORY)
+            if removed:
+                log.info("forgot %d old event ids", removed)
+        except Exception:
+            log.warning("could not prune old event ids", exc_info=True)
+        await asyncio.sleep(every_s)

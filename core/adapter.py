@@ -44,6 +44,36 @@ class Adapter(Protocol):
         ...
 
 
+class PlatformObserver(Protocol):
+    """What adapters report about their platform's API, for operations (bot/metrics.py counts it).
+    Adapters call it; the application decides what it means. Calls must be cheap and never raise."""
+
+    def rate_limited(self, platform: str, method: str | None) -> None:
+        """The platform answered one request with HTTP 429 (called once per 429 response, retried or
+        not). `method` names the API call where known (e.g. "chat.update"), never a secret."""
+        ...
+
+    def platform_error(self, platform: str, kind: str) -> None:
+        """A platform API error the user saw: a reply (post or edit) that could not be delivered."""
+        ...
+
+
+PLATFORM_API = "platform_api"  # `platform_error` kind: the platform refused or failed a reply's call
+
+
+class NoObserver:
+    """The default observer: reports go nowhere (tests, `bot report`, the console)."""
+
+    def rate_limited(self, platform: str, method: str | None) -> None:
+        pass
+
+    def platform_error(self, platform: str, kind: str) -> None:
+        pass
+
+
+NO_OBSERVER = NoObserver()
+
+
 class HttpRoutes(Protocol):
     """Where an adapter mounts its inbound HTTP endpoints (Slack events, Telegram webhook) on the bot's
     one HTTP server. `handler` is an aiohttp handler: `async (aiohttp.web.Request) -> web.StreamResponse`."""
@@ -58,6 +88,7 @@ class AdapterContext:
     router: Router
     routes: HttpRoutes
     offered_models: tuple[str, ...] = ()
+    observer: PlatformObserver = NO_OBSERVER
 
 
 async def wait_until_ready(adapters: Sequence[Adapter], timeout_s: float) -> bool:

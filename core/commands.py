@@ -59,7 +59,7 @@ class Command:
 
 async def _new(ctx: CommandContext) -> str:
     ref = ctx.message.ref
-    stopped = ctx.sessions.cancel(ref.key)
+    stopped = await ctx.sessions.stop_anywhere(ref.key)
     await ctx.sessions.new_session(ref)
     note = " The answer in progress was stopped." if stopped else ""
     return f"Started a fresh conversation; earlier messages will not be used.{note}"
@@ -130,7 +130,7 @@ async def _report(ctx: CommandContext) -> str:
 
 
 async def _stop(ctx: CommandContext) -> str:
-    if ctx.sessions.cancel(ctx.message.ref.key):
+    if await ctx.sessions.stop_anywhere(ctx.message.ref.key):
         return "Stopping the current answer."
     return "Nothing is running in this conversation."
 

@@ -7,6 +7,7 @@ own task so a slow or abandoned renderer never stalls the turn, and `stop` can c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from core.storage.base import Store, TurnRecord
 log = logging.getLogger(__name__)
 
 DRAINING_REPLY = "I am restarting; please try again in a minute."
+BROKEN_REPLY = "Something went wrong on my side; please try again."
 INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]"
 
 
@@ -126,7 +128,8 @@ class Router:
         queue: asyncio.Queue[AgentEvent],
     ) -> None:
         try:
-            async with state.lock:  # FIFO: one turn at a time per session, in arrival order
+            # FIFO: one turn at a time per session, in arrival order (and in the fleet, in turn order).
+            async with state.lock, self._sessions.turn_slot(state, record):
                 current = asyncio.current_task()
                 assert current is not None
                 self._sessions.set_running(message.ref.key, current)
@@ -135,19 +138,31 @@ class Router:
             # Cancelled while still queued (shutdown): the turn stays pending and is recovered at start-up.
             queue.put_nowait(TurnFailed("cancelled", "Stopped before I started on this message."))
             raise
+        except Exception:
+            # The agent handles its own failures; this is the store failing under it (the database went
+            # away, say). The user hears about it, and the turn must not stay "running": on a shared
+            # store that would hold the conversation back in every other replica.
+            log.exception("turn %s could not run", record.id)
+            queue.put_nowait(
+                TurnFailed("internal_error", "Something went wrong on my side; please try again.")
+            )
+            with contextlib.suppress(Exception):
+                await self._store.set_turn_status(record.id, "failed")
 
     async def recover(self, platform: str) -> list[RecoveredTurn]:
         """Close turns a crash or restart left unfinished, keeping history valid; return notes to post."""
         recovered: list[RecoveredTurn] = []
         for turn in await self._store.unfinished_turns(platform):
             state = await self._sessions.get(turn.ref)
-            if state.id == turn.session_id:
-                closing = [Message.assistant(INTERRUPTED_NOTE)]
-                if turn.status == "pending":  # never started: its message is not in history yet
-                    closing.insert(0, Message.user(turn.text))
-                await self._sessions.append(state, closing, turn_id=turn.id, turn_status="interrupted")
-            else:
-                await self._store.set_turn_status(turn.id, "interrupted")
+            # Held like a turn: another replica may be answering in this conversation right now.
+            async with state.lock, self._sessions.turn_slot(state, turn):
+                if state.id == turn.session_id:
+                    closing = [Message.assistant(INTERRUPTED_NOTE)]
+                    if turn.status == "pending":  # never started: its message is not in history yet
+                        closing.insert(0, Message.user(turn.text))
+                    await self._sessions.append(state, closing, turn_id=turn.id, turn_status="interrupted")
+                else:
+                    await self._store.set_turn_status(turn.id, "interrupted")
             snippet = turn.text if len(turn.text) <= 80 else turn.text[:77] + "..."
             recovered.append(
                 RecoveredTurn(

@@ -1,7 +1,10 @@
 """Conversation reference -> session, one turn at a time per session.
 
 A session's history is loaded from the store once and then kept in memory (bounded LRU), so preparing
-a turn does not re-read or recount earlier turns. Every change goes to the store first.
+a turn does not re-read or recount earlier turns. Every change goes to the store first. When the store
+is shared with other processes (PostgreSQL replicas), a turn holds its conversation in the whole fleet
+and checks the memory copy against the store before using it (one query), reloading it if another
+replica moved the conversation on.
 """
 
 from __future__ import annotations
@@ -9,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from core.conversation import Message, repair_tool_pairs
 from core.inbound import ConversationRef
-from core.storage.base import SessionRecord, Store, StoredMessage, TurnStatus
+from core.storage.base import SessionRecord, Store, StoredMessage, TurnRecord, TurnStatus
 from core.tokens import TokenCounter
 
 
@@ -47,6 +51,15 @@ class SessionState:
         roles = [m.role for m in self.message_list]
         self.alternating = all(a != b for a, b in itertools.pairwise(roles))
 
+    def replace(self, loaded: SessionState) -> None:
+        """Take over a freshly loaded copy's contents (the object, and so its lock, stays the same)."""
+        self.record, self.history, self.total_tokens = loaded.record, loaded.history, loaded.total_tokens
+        self.summary_messages = None
+        self.reindex()
+
+    def last_message_id(self) -> int | None:
+        return self.history[-1].id if self.history else None
+
     def remember(self, stored: StoredMessage) -> None:
         if self.message_list and self.message_list[-1].role == stored.message.role:
             self.alternating = False
@@ -63,6 +76,7 @@ class SessionManager:
         self._states: OrderedDict[str, SessionState] = OrderedDict()
         self._loading: dict[str, asyncio.Lock] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        store.on_stop_requested(self.cancel)  # `stop` sent to another replica
 
     async def get(self, ref: ConversationRef) -> SessionState:
         key = ref.key
@@ -91,6 +105,21 @@ class SessionManager:
             item.message.cache["tokens"] = item.tokens
         total = record.summary_tokens + sum(s.tokens for s in stored)
         return SessionState(record, list(stored), total)
+
+    @asynccontextmanager
+    async def turn_slot(self, state: SessionState, turn: TurnRecord) -> AsyncIterator[None]:
+        """Hold the conversation for `turn` in the whole fleet (a no-op for a single process) and make
+        sure `state` is current. The caller already holds `state.lock`, which orders turns in here."""
+        async with self._store.hold_conversation(turn.ref.key, turn.id):
+            if self._store.shared:
+                await self._refresh(state, turn.ref)
+            yield
+
+    async def _refresh(self, state: SessionState, ref: ConversationRef) -> None:
+        head = await self._store.session_head(ref)
+        if head.record == state.record and head.last_message_id == state.last_message_id():
+            return
+        state.replace(await self._load(head.record))
 
     def _remember(self, key: str, state: SessionState) -> None:
         self._states[key] = state
@@ -154,6 +183,10 @@ class SessionManager:
 
     def is_running(self, key: str) -> bool:
         return key in self._running
+
+    async def stop_anywhere(self, key: str) -> bool:
+        """Stop the conversation's running turn, here or in another replica; False if none runs."""
+        return self.cancel(key) or await self._store.request_stop(key)
 
     def cancel(self, key: str) -> bool:
         task = self._running.get(key)

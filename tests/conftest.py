@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import pytest
 
 from bot.config import Settings, load_settings
 from tests.fakes.llm_server import FakeLLMServer
+from tests.pgserver import INSTALL_HINT, SKIP_POSTGRES, PostgresServer
 
 
 @pytest.fixture
@@ -65,3 +66,32 @@ def settings_for(llm_server: FakeLLMServer, tmp_path: Path) -> Callable[..., Set
         return load_settings(_env_file=None, **values)
 
     return make
+
+
+# --- PostgreSQL ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the whole run (see tests/pgserver.py)."""
+    if SKIP_POSTGRES:
+        pytest.skip("BOT_TEST_POSTGRES=skip: PostgreSQL tests skipped on request")
+    server = PostgresServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as error:
+        pytest.fail(f"cannot start PostgreSQL for the tests: {error}\n{INSTALL_HINT}", pytrace=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    url = postgres_server.new_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)

@@ -13,6 +13,7 @@ from adapters.discord.settings import DiscordSettings
 from bot.app import Core, open_core
 from bot.config import Settings
 from core.adapter import AdapterContext
+from tests.corekit import RecordingObserver
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscord
 
 
@@ -37,6 +38,7 @@ class Bot:
     core: Core
     adapter: DiscordAdapter
     clock: SimClock
+    observer: RecordingObserver
 
 
 def discord_settings(fake: FakeDiscord, **overrides: Any) -> DiscordSettings:
@@ -62,7 +64,8 @@ async def running_bot(
     clock = SimClock()
     fake.identified.clear()  # a previous bot may have connected to this fake before
     async with open_core(settings, providers=providers) as core:
-        context = AdapterContext(core.router, NoRoutes(), settings.offered_models)
+        observer = RecordingObserver()
+        context = AdapterContext(core.router, NoRoutes(), settings.offered_models, observer=observer)
         adapter = DiscordAdapter(discord_settings(fake, **discord_overrides), context, clock=clock)
         task = asyncio.create_task(adapter.run())
         try:
@@ -73,7 +76,7 @@ async def running_bot(
                 task.result()  # raise the start-up error
             if adapter._settings.sync_commands:
                 await fake.wait_for(lambda: bool(fake.commands))
-            yield Bot(fake, core, adapter, clock)
+            yield Bot(fake, core, adapter, clock, observer)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -17,6 +17,7 @@ from bot.app import Core, open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
+from tests.corekit import RecordingObserver
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
 
 FAST = {"draft_interval": 0.05, "edit_interval": 0.05, "group_edit_interval": 0.05, "poll_timeout": 1}
@@ -28,6 +29,7 @@ class Bot:
     adapter: TelegramAdapter
     core: Core
     http: HttpServer
+    observer: RecordingObserver
 
 
 @pytest.fixture
@@ -61,16 +63,16 @@ async def running_bot(
         url = f"http://127.0.0.1:{http.port}/telegram/webhook"
         values |= {"webhook_url": url, "webhook_secret": "s3cret-token_1"}
     async with open_core(settings) as core:
-        adapter = TelegramAdapter(
-            telegram_settings(fake, **values), AdapterContext(core.router, http, settings.offered_models)
-        )
+        observer = RecordingObserver()
+        context = AdapterContext(core.router, http, settings.offered_models, observer=observer)
+        adapter = TelegramAdapter(telegram_settings(fake, **values), context)
         await http.start()
         task = asyncio.create_task(adapter.run())
         try:
             await fake.wait_for(lambda: adapter.ready() or task.done())
             if task.done():
                 task.result()
-            yield Bot(fake, adapter, core, http)
+            yield Bot(fake, adapter, core, http, observer)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

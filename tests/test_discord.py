@@ -93,12 +93,39 @@ async def test_rate_limited_edit_is_retried_without_losing_text(
 ) -> None:
     llm_server.script("anthropic", Reply.text("Rate limits never eat my words.", chunks=3))
     fake.fail_next("PATCH", r"/messages/@original$", status=429, retry_after=0.05)
-    async with running_bot(settings_for(), fake):
+    async with running_bot(settings_for(), fake) as bot:
         interaction = await fake.slash("ask", {"prompt": "go"})
         await answered(fake, interaction, "Rate limits never eat my words.")
     edits = [c for c in fake.calls_for(interaction.id) if c.method == "PATCH"]
     assert edits[0].status == 429 and edits[-1].status == 200
     assert fake.received_429 == 1
+    assert bot.observer.rate_limits == [("discord", "PATCH /webhooks")]  # no id, no interaction token
+    assert not bot.observer.errors
+
+
+async def test_rate_limited_channel_message_is_reported_once(
+    fake: FakeDiscord, llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
+) -> None:
+    fake.fail_next("POST", r"^/channels/\d+/messages$", status=429, retry_after=0.05)
+    async with running_bot(settings_for(), fake) as bot:
+        message = await fake.user_message("anyone there?", mention_bot=True)
+        thread = int(message["id"])
+        await fake.wait_for(
+            lambda: [content(m) for m in fake.bot_messages_in(thread)] == ["echo: anyone there?"]
+        )
+    assert fake.received_429 == 1
+    assert bot.observer.rate_limits == [("discord", "POST /channels")]
+
+
+async def test_an_answer_discord_refuses_is_reported_as_a_platform_error(
+    fake: FakeDiscord, llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
+) -> None:
+    fake.fail_next("PATCH", r"/messages/@original$", status=400, times=100)
+    async with running_bot(settings_for(), fake) as bot:
+        interaction = await fake.slash("ask", {"prompt": "hello?"})
+        await fake.wait_for(lambda: bool(bot.observer.errors))
+    assert bot.observer.errors == [("discord", "platform_api")]  # once, for the final answer
+    assert content(fake.original(interaction)) == "" and not bot.observer.rate_limits
 
 
 @pytest.mark.parametrize("expiry", ["clock", "server"])

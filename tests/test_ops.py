@@ -25,7 +25,7 @@ from bot.serve import register_readiness, serve
 from core.events import AgentEvent, CommandReply, TextDelta, TurnDone, TurnFailed
 from core.router import DRAINING_REPLY
 from core.storage.base import Store
-from tests.corekit import REF, collect, message
+from tests.corekit import REF, collect, leftover_turns, message
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.test_serve import MemoryAdapter
 
@@ -121,7 +121,7 @@ async def test_metrics_count_a_turn_and_are_served(
     ):
         assert line in text, line
     assert f'bot_cost_usd_total{{model="{model}"}}' in text
-    assert "bot_platform_rate_limited_total{" not in text  # no adapter reports 429s yet
+    assert "bot_platform_rate_limited_total{" not in text  # no platform said 429 here
     assert "bot_platform_events_total{" not in _exposition(other)
 
 
@@ -225,7 +225,7 @@ async def test_sigterm_lets_a_running_turn_finish_and_refuses_new_messages(
         refused = await collect(core.router, "anyone there?")
         seen += [event async for event in events]
         await asyncio.wait_for(served, 3.0)  # returns normally: `bot run` exits 0
-        assert not await core.store.unfinished_turns()
+        assert not await leftover_turns(core.settings.database_url)
     assert refused == [CommandReply(DRAINING_REPLY, private=True)]
     assert isinstance(seen[-1], TurnDone) and seen[-1].text == "one two three"
     assert len([r for r in llm_server.requests if r.path.endswith("/messages")]) == 1  # refusal: no LLM call
@@ -246,7 +246,7 @@ async def test_sigterm_stops_a_turn_that_outlives_the_grace_and_history_stays_va
         seen += [event async for event in events]
         await asyncio.wait_for(served, 3.0)
         assert loop.time() - started < 1.5
-        assert not await core.store.unfinished_turns()
+        assert not await leftover_turns(core.settings.database_url)
         state = await core.sessions.get(REF)
         history = [m.message for m in await core.store.load_messages(state.id)]
         # Next turn works on the stored history (the provider would refuse a broken one).

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import aiosqlite
 
 from bot.app import open_core
 from bot.config import Settings
 from core.context import SUMMARISE_INSTRUCTIONS, SUMMARY_PREFIX
 from core.conversation import Message
 from core.events import AgentEvent, CommandReply, Notice, Refused, TextDelta, TurnDone, TurnFailed
-from tests.corekit import REF, collect, done, message, of_type
+from core.router import BROKEN_REPLY
+from tests.corekit import REF, collect, done, leftover_turns, message, of_type
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
 SettingsFor = Callable[..., Settings]
@@ -210,7 +214,7 @@ async def test_unfinished_turns_are_answered_after_restart(
         await core.store.add_turn(state.id, REF, "alice", "never started", "e2")
     async with open_core(settings) as core:
         notes = await core.router.recover("console")
-        assert await core.store.unfinished_turns() == []
+        assert await leftover_turns(settings.database_url) == []
         history = (await core.sessions.get(REF)).messages()
         events = await collect(core.router, "hello again")
     assert [n.ref for n in notes] == [REF, REF]
@@ -224,3 +228,18 @@ async def test_empty_message_gets_a_hint(llm_server: FakeLLMServer, settings_for
         events = await collect(core.router, "   ")
     assert isinstance(events[0], CommandReply) and "empty" in events[0].text
     assert llm_server.requests == []
+
+
+async def test_a_store_failing_under_a_turn_ends_it_with_a_message(
+    llm_server: FakeLLMServer, settings_for: SettingsFor, tmp_path: Path
+) -> None:
+    async with open_core(settings_for()) as core:
+        await collect(core.router, "hello")  # the conversation is loaded and cached
+        async with aiosqlite.connect(tmp_path / "bot.db") as side:  # the database breaks under the bot
+            await side.execute("DROP TABLE messages")
+            await side.commit()
+        events = await asyncio.wait_for(collect(core.router, "are you there?"), 10)
+    async with aiosqlite.connect(tmp_path / "bot.db") as side:
+        statuses = [row[0] for row in await side.execute_fetchall("SELECT status FROM turns")]
+    assert events[-1] == TurnFailed("internal_error", BROKEN_REPLY)
+    assert statuses == ["done", "failed"]  # not left "running" (which would hold the conversation in a fleet)

@@ -17,6 +17,7 @@ from bot.app import open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
+from tests.corekit import RecordingObserver
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.slack_server import (
     ALICE,
@@ -38,6 +39,7 @@ class Bot:
     llm: FakeLLMServer
     adapter: SlackAdapter
     http: HttpServer
+    observer: RecordingObserver
 
     @property
     def events_url(self) -> str:
@@ -80,12 +82,13 @@ def slack_bot(
         settings = SlackSettings(_env_file=None, **(values | slack))  # type: ignore[call-arg]
         http = HttpServer("127.0.0.1", 0)
         async with open_core(settings_for(**(core or {}))) as wired:
-            adapter = SlackAdapter(settings, AdapterContext(wired.router, http))
+            observer = RecordingObserver()
+            adapter = SlackAdapter(settings, AdapterContext(wired.router, http, observer=observer))
             await http.start()
             runner = asyncio.create_task(adapter.run())
             try:
                 await fake.wait_for(lambda: adapter.ready() or runner.done())
-                yield Bot(fake, llm_server, adapter, http)
+                yield Bot(fake, llm_server, adapter, http, observer)
             finally:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
@@ -281,6 +284,8 @@ async def test_429_on_append_is_retried_without_losing_text(slack_bot: Any) -> N
         assert await bot.answer(thread) == text
         appends = bot.slack.calls_to("chat.appendStream")
         assert appends[0].status == 429 and appends[1].args == appends[0].args  # resent whole
+        assert bot.observer.rate_limits == [("slack", "chat.appendStream")]
+        assert bot.slack.rate_limited == 1 and not bot.observer.errors
 
 
 async def test_429_on_start_stream_falls_back_to_post_and_update(slack_bot: Any) -> None:
@@ -294,6 +299,30 @@ async def test_429_on_start_stream_falls_back_to_post_and_update(slack_bot: Any)
         )
         assert bot.slack.calls_to("chat.postMessage")
         assert len(bot.slack.calls_to("chat.startStream")) == 1  # the fallback does not hammer it
+        assert bot.observer.rate_limits == [("slack", "chat.startStream")]  # not retried, still counted
+
+
+async def test_every_429_is_reported_once_even_when_the_retries_run_out(slack_bot: Any) -> None:
+    async with slack_bot(native_streaming=False, rate_limit_retries=1) as bot:
+        bot.llm.script("anthropic", Reply.text("Worth the wait.", chunks=2))
+        bot.slack.fail("chat.postMessage", status=429, retry_after=0, times=2)
+        thread = await bot.mention("hi")
+        await bot.slack.wait_for(
+            lambda: bot.slack.answer_text(CHANNEL, thread) == "Worth the wait." and not bot.adapter._tasks
+        )
+        # The first 429 is retried, the second is past the one retry allowed: both are reported.
+        assert bot.observer.rate_limits == [("slack", "chat.postMessage")] * 2
+        assert bot.slack.rate_limited == 2 and not bot.observer.errors
+
+
+async def test_a_reply_slack_refuses_is_reported_as_a_platform_error(slack_bot: Any) -> None:
+    async with slack_bot(native_streaming=False) as bot:
+        bot.slack.fail("chat.postMessage", error="channel_not_found", times=100)
+        thread = await bot.mention("hi")
+        await bot.slack.wait_for(lambda: bool(bot.observer.errors) and not bot.adapter._tasks)
+        assert not bot.slack.answer_text(CHANNEL, thread)
+        assert bot.observer.errors == [("slack", "platform_api")]  # once per failed reply
+        assert not bot.observer.rate_limits
 
 
 async def test_an_expired_stream_continues_in_a_new_message(slack_bot: Any) -> None:
@@ -327,6 +356,7 @@ async def test_provider_failure_tells_the_user(slack_bot: Any) -> None:
         line = bot.slack.bot_messages(CHANNEL, thread)[-1].blocks[0]["elements"][0]["text"]  # type: ignore[index]
         assert line.startswith(":warning:")
         assert "sk-ant" not in str(bot.slack.calls)
+        assert not bot.observer.errors  # the provider failed, not Slack: bot_errors counts it elsewhere
 
 
 async def test_cut_stream_keeps_partial_text_and_says_so(slack_bot: Any) -> None:

@@ -20,6 +20,7 @@ from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
 from core.images import MAX_IMAGES, sniff_image_type
+from tests.corekit import RecordingObserver
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack, mention
 
@@ -34,6 +35,7 @@ class Bot:
     slack: FakeSlack
     llm: FakeLLMServer
     adapter: SlackAdapter
+    observer: RecordingObserver
 
     async def send(self, channel: str, text: str, files: list[dict[str, Any]]) -> str:
         """A person posts a message with files (a DM, or a channel mention); returns the reply thread."""
@@ -78,11 +80,12 @@ def slack_bot(
         )
         http = HttpServer("127.0.0.1", 0)
         async with open_core(settings_for()) as wired:
-            adapter = SlackAdapter(settings, AdapterContext(wired.router, http))
+            observer = RecordingObserver()
+            adapter = SlackAdapter(settings, AdapterContext(wired.router, http, observer=observer))
             runner = asyncio.create_task(adapter.run())
             try:
                 await fake.wait_for(lambda: adapter.ready() or runner.done())
-                yield Bot(fake, llm_server, adapter)
+                yield Bot(fake, llm_server, adapter, observer)
             finally:
                 runner.cancel()
                 await asyncio.gather(runner, return_exceptions=True)
@@ -150,6 +153,15 @@ async def test_failed_download_keeps_the_text_and_tells_the_model(
         assert bot.sent_text() == "compare these two\n[1 image could not be downloaded]"
         assert "download failed: HTTP 500" in caplog.text
         assert BOT_TOKEN not in caplog.text
+
+
+async def test_a_rate_limited_download_is_noted_and_reported(slack_bot: Any) -> None:
+    async with slack_bot() as bot:
+        limited = bot.slack.share_file("limited.png", PNG, "image/png", fail_status=429)
+        thread = await bot.send(DM, "look at this", [limited])
+        await bot.answered(DM, thread)
+        assert bot.sent_text() == "look at this\n[1 image could not be downloaded]"
+        assert bot.observer.rate_limits == [("slack", "files.download")]
 
 
 async def test_a_rejected_token_gets_the_sign_in_page_not_an_image(slack_bot: Any) -> None:

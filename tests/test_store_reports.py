@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from core.storage import SQLiteStore, ToolCallRecord, UsageRecord
+from core.storage import SQLiteStore, Store, ToolCallRecord, UsageRecord, open_store
 from core.storage.migrations import MIGRATIONS, migrate, schema_version
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -35,9 +35,16 @@ def usage(
     )  # fmt: skip
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    opened = SQLiteStore(str(tmp_path / "bot.db"))
+async def store(database_url: str) -> AsyncIterator[Store]:
+    opened = open_store(database_url)
     await opened.open()
     yield opened
     await opened.close()
@@ -46,7 +53,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 # Report claims
 
 
-async def test_claim_report_is_won_once_per_day_and_destination(store: SQLiteStore) -> None:
+async def test_claim_report_is_won_once_per_day_and_destination(store: Store) -> None:
     day = date(2026, 3, 1)
     assert await store.claim_report(day, "slack:C1")
     assert not await store.claim_report(day, "slack:C1")
@@ -54,7 +61,7 @@ async def test_claim_report_is_won_once_per_day_and_destination(store: SQLiteSto
     assert await store.claim_report(day + timedelta(days=1), "slack:C1")  # another day
 
 
-async def test_release_report_lets_a_later_run_claim_again(store: SQLiteStore) -> None:
+async def test_release_report_lets_a_later_run_claim_again(store: Store) -> None:
     day = date(2026, 3, 1)
     assert await store.claim_report(day, "d")
     await store.release_report(day, "d")
@@ -63,7 +70,7 @@ async def test_release_report_lets_a_later_run_claim_again(store: SQLiteStore) -
     await store.release_report(date(2020, 1, 1), "d")  # releasing an unclaimed day is harmless
 
 
-async def test_last_reported_day_is_the_latest_claim_per_destination(store: SQLiteStore) -> None:
+async def test_last_reported_day_is_the_latest_claim_per_destination(store: Store) -> None:
     assert await store.last_reported_day("d") is None
     for day in (date(2026, 2, 27), date(2026, 3, 1), date(2026, 2, 28)):
         await store.claim_report(day, "d")
@@ -71,9 +78,8 @@ async def test_last_reported_day_is_the_latest_claim_per_destination(store: SQLi
     assert await store.last_reported_day("d") == date(2026, 3, 1)
 
 
-async def test_claims_survive_reopen_and_are_exclusive_across_stores(tmp_path: Path) -> None:
-    path = str(tmp_path / "shared.db")
-    first, second = SQLiteStore(path), SQLiteStore(path)
+async def test_claims_survive_reopen_and_are_exclusive_across_stores(database_url: str) -> None:
+    first, second = open_store(database_url), open_store(database_url)
     await first.open()
     await second.open()
     try:
@@ -83,7 +89,7 @@ async def test_claims_survive_reopen_and_are_exclusive_across_stores(tmp_path: P
     finally:
         await first.close()
         await second.close()
-    reopened = SQLiteStore(path)
+    reopened = open_store(database_url)
     await reopened.open()
     try:
         assert not await reopened.claim_report(days[0], "slack:C1")
@@ -126,7 +132,7 @@ async def test_migration_2_backfills_the_rollup_from_existing_usage(tmp_path: Pa
 # Grouped usage
 
 
-async def test_usage_grouped_matches_a_plain_sum_for_any_period(store: SQLiteStore) -> None:
+async def test_usage_grouped_matches_a_plain_sum_for_any_period(store: Store) -> None:
     rnd = random.Random(6)
     records = [
         usage(
@@ -170,7 +176,7 @@ async def test_usage_grouped_matches_a_plain_sum_for_any_period(store: SQLiteSto
         assert {g.keys: g.input_tokens for g in mine} == want_mine
 
 
-async def test_usage_grouped_orders_by_cost_and_filters(store: SQLiteStore) -> None:
+async def test_usage_grouped_orders_by_cost_and_filters(store: Store) -> None:
     await store.record_usage(usage(T0, user="U1", channel="C1", cost=0.5))
     await store.record_usage(usage(T0, user="U2", channel="C2", cost=2.0))
     await store.record_usage(usage(T0, user="U2", channel="C2", cost=1.0, platform="discord"))
@@ -188,7 +194,7 @@ async def test_usage_grouped_orders_by_cost_and_filters(store: SQLiteStore) -> N
         await store.usage_grouped(*day, ("ts; DROP TABLE usage",))  # type: ignore[arg-type]
 
 
-async def test_conversations_and_tool_totals(store: SQLiteStore) -> None:
+async def test_conversations_and_tool_totals(store: Store) -> None:
     await store.record_usage(usage(T0, user="U1", session=1))
     await store.record_usage(usage(T0, user="U1", session=1))
     await store.record_usage(usage(T0, user="U1", session=2, platform="discord"))  # same id, other platform

@@ -135,10 +135,12 @@ async def test_flood_429_mid_stream_is_waited_out_without_losing_text(
     text = "A streamed answer that keeps going for a while. " * 6
     llm_server.script("anthropic", Reply.text(text, chunks=8, delay_s=0.05))
     fake.script_failure("editMessageText", retry_after=1, after=1)
-    async with running_bot(fake, settings_for(), stream_style="edit"):
+    async with running_bot(fake, settings_for(), stream_style="edit") as bot:
         fake.user_says(fake.private_chat(ALICE), "go")
         await final_texts(fake, ALICE, [shows(text)])
         assert len(fake.statuses(429)) == 1
+        assert bot.observer.rate_limits == [("telegram", "editMessageText")]
+        assert not bot.observer.errors
 
 
 async def test_a_draft_429_skips_previews_and_a_draft_error_falls_back_to_editing(
@@ -147,9 +149,12 @@ async def test_a_draft_429_skips_previews_and_a_draft_error_falls_back_to_editin
     text = "Drafted answer with several chunks of text. " * 4
     llm_server.script("anthropic", Reply.text(text, chunks=6, delay_s=0.05), Reply.text(text, chunks=6))
     fake.script_failure("sendMessageDraft", retry_after=1)
-    async with running_bot(fake, settings_for()):
+    async with running_bot(fake, settings_for()) as bot:
         fake.user_says(fake.private_chat(ALICE), "one")
         await final_texts(fake, ALICE, [shows(text)])
+        # Drafts bypass the flood queues, not the reporting: every 429 the fake sent is reported once.
+        assert [m for _, m in bot.observer.rate_limits] == [c.method for c in fake.statuses(429)]
+        assert ("telegram", "sendMessageDraft") in bot.observer.rate_limits
         fake.script_failure("sendMessageDraft", retry_after=None, description="TEXTDRAFT_PEER_INVALID")
         fake.user_says(fake.private_chat(ALICE), "two")
         await final_texts(fake, ALICE, [shows(text), shows(text)])
@@ -159,7 +164,7 @@ async def test_provider_errors_and_cut_streams_end_with_a_clear_message(
     fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
 ) -> None:
     llm_server.script("anthropic", Reply.server_error(), Reply.server_error(), Reply.cut(after_chunks=2))
-    async with running_bot(fake, settings_for()):
+    async with running_bot(fake, settings_for()) as bot:
         fake.user_says(fake.private_chat(ALICE), "first")
         await fake.wait_for(lambda: fake.bot_messages(ALICE))
         assert "could not get an answer from the model" in fake.bot_messages(ALICE)[0].text
@@ -168,6 +173,19 @@ async def test_provider_errors_and_cut_streams_end_with_a_clear_message(
         cut = fake.bot_messages(ALICE)[1].text
         assert cut.startswith("this answer") and "cut off" in cut
         assert TOKEN not in str([m.text for m in fake.bot_messages(ALICE)])
+        assert not bot.observer.errors  # the provider failed, not Telegram
+
+
+async def test_a_final_message_telegram_refuses_is_reported_as_a_platform_error(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    llm_server.script("anthropic", Reply.text("You will never see this."))
+    fake.script_failure("sendMessage", retry_after=None, description="chat not found")
+    async with running_bot(fake, settings_for(), stream_style="off") as bot:
+        fake.user_says(fake.private_chat(ALICE), "hello?")
+        await fake.wait_for(lambda: bot.observer.errors)
+        assert bot.observer.errors == [("telegram", "platform_api")]
+        assert not fake.bot_messages(ALICE) and not bot.observer.rate_limits
 
 
 async def test_stop_ends_a_streaming_answer_and_other_chats_are_not_held_up(

@@ -3,6 +3,10 @@
 The REST base and gateway URL are class attributes in discord.py (`Route.BASE`,
 `DiscordWebSocket.DEFAULT_GATEWAY`); they are set from the settings before connecting, so a REST proxy
 or a local fake works. One Discord adapter per process, as one client per bot token.
+
+discord.py waits out 429s itself and offers no callback for them; its `http_trace` option (an aiohttp
+TraceConfig on the session every REST call, interaction response and CDN download goes through) sees
+each response, so every 429 is reported to the observer once, whether discord.py retries it or not.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from types import SimpleNamespace
 from typing import Any
 
+import aiohttp
 import discord
 import yarl
 from discord.gateway import DiscordWebSocket
@@ -21,11 +27,12 @@ from discord.http import Route
 
 from adapters.discord.commands import build_tree, sync_commands
 from adapters.discord.flows import Flows
+from adapters.discord.inbound import PLATFORM
 from adapters.discord.invite import invite_url
 from adapters.discord.report import announcement, channel_id, chart_file, report_embed
 from adapters.discord.settings import DiscordSettings
 from adapters.discord.surfaces import MAX_CHARS, ChannelSurface
-from core.adapter import AdapterContext
+from core.adapter import PLATFORM_API, AdapterContext
 from core.inbound import ConversationRef
 from core.render import Capabilities
 from core.reports.model import DailyReport
@@ -45,6 +52,27 @@ def intents_for(settings: DiscordSettings) -> discord.Intents:
     intents.dm_messages = True
     intents.message_content = settings.message_content  # privileged: plain messages in threads
     return intents
+
+
+def rate_limit_trace(report: Callable[[str], None]) -> aiohttp.TraceConfig:
+    """A trace for discord.py's HTTP session that calls `report` with "METHOD /resource" (e.g.
+    "PATCH /webhooks": no ids, never an interaction token) for every response that is a 429."""
+
+    async def on_request_end(
+        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        if params.response.status == 429:
+            report(f"{params.method} /{_resource(params.url)}")
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(on_request_end)
+    return trace
+
+
+def _resource(url: yarl.URL) -> str:
+    base = yarl.URL(Route.BASE).path.rstrip("/")
+    path = url.path.removeprefix(base) if url.path.startswith(base + "/") else url.path
+    return path.strip("/").split("/", 1)[0]
 
 
 class _Client(discord.Client):
@@ -69,8 +97,10 @@ class DiscordAdapter:
         )
         self._clock = clock or time.monotonic  # interaction-token lifetime (tests pass a simulated one)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._trace = rate_limit_trace(lambda route: context.observer.rate_limited(PLATFORM, route))
         self.client = _Client(
             self._setup,
+            http_trace=self._trace,
             intents=intents_for(settings),
             max_messages=None,  # no message cache: the adapter never looks messages up
             chunk_guilds_at_startup=False,
@@ -83,6 +113,7 @@ class DiscordAdapter:
             self.capabilities,
             clock=self._clock,
             archive_minutes=settings.thread_archive_minutes,
+            on_failed_reply=lambda: context.observer.platform_error(PLATFORM, PLATFORM_API),
         )
         self.tree = build_tree(self.client, self.flows, context.offered_models, self._tracked)
         self.client.event(self.on_message)
@@ -97,7 +128,9 @@ class DiscordAdapter:
             self._tasks.add(task)
         try:
             await work
-        except Exception:
+        except Exception as error:
+            if isinstance(error, discord.HTTPException | aiohttp.ClientError):  # Discord refused or failed
+                self._context.observer.platform_error(PLATFORM, PLATFORM_API)
             log.exception("handling a Discord event failed")
         finally:
             if task is not None:
@@ -185,7 +218,11 @@ class DiscordAdapter:
         if self._settings.bot_token is None:
             raise DiscordStartError("DISCORD_BOT_TOKEN is not set")
         self._point_at_api()
-        rest = discord.Client(intents=discord.Intents.none(), allowed_mentions=discord.AllowedMentions.none())
+        rest = discord.Client(
+            intents=discord.Intents.none(),
+            allowed_mentions=discord.AllowedMentions.none(),
+            http_trace=self._trace,
+        )
         async with rest:
             try:
                 await rest.login(self._settings.bot_token.get_secret_value())

@@ -58,8 +58,10 @@ class Flows:
         *,
         clock: Callable[[], float],
         archive_minutes: ThreadArchiveMinutes,
+        on_failed_reply: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_failed_reply = on_failed_reply  # a reply Discord refused (for metrics)
         self._router = router
         self._caps = capabilities
         self._clock = clock
@@ -204,7 +206,8 @@ class Flows:
     async def _run(
         self, events: AsyncIterator[AgentEvent], surface: Surface, origin: Surface, *, typing: bool
     ) -> None:
-        stats = await TurnRenderer(surface, self._caps, typing=typing).render(events)
+        renderer = TurnRenderer(surface, self._caps, typing=typing, on_failed_reply=self._on_failed_reply)
+        stats = await renderer.render(events)
         log.debug("turn rendered: %s", stats)
         if stats.events == 0:
             await self._nothing(origin)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -79,8 +79,16 @@ class TurnStats:
 
 
 class TurnRenderer:
-    def __init__(self, surface: Surface, capabilities: Capabilities, *, typing: bool = True) -> None:
+    def __init__(
+        self,
+        surface: Surface,
+        capabilities: Capabilities,
+        *,
+        typing: bool = True,
+        on_failed_reply: Callable[[], None] | None = None,
+    ) -> None:
         self._surface = surface
+        self._on_failed_reply = on_failed_reply
         self._streamer = EditStreamer(surface, capabilities)
         self._typing = Typing(surface)
         self._tools: dict[str, str] = {}  # call id -> embed message id
@@ -130,6 +138,8 @@ class TurnRenderer:
         try:
             await self._streamer.finish(text)
         except discord.HTTPException:
+            if self._on_failed_reply is not None:
+                self._on_failed_reply()
             log.exception("could not show the final answer")
 
     async def _tool_started(self, event: ToolStarted) -> None:

@@ -23,6 +23,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.middleware.authorization.async_single_team_authorization import (
     AsyncSingleTeamAuthorization,
 )
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.client import build_client
@@ -44,7 +45,7 @@ from adapters.slack.stream import MAX_STREAM_CHARS, StreamGate, StreamWriter
 from adapters.slack.target import ReplyTarget, Transport
 from adapters.slack.threads import RecentKeys, ThreadTracker
 from adapters.slack.turn import TurnRenderer
-from core.adapter import AdapterContext
+from core.adapter import PLATFORM_API, AdapterContext
 from core.conversation import ImageBlock
 from core.events import CommandReply, Refused
 from core.inbound import ConversationRef, InboundMessage, Sender
@@ -69,6 +70,7 @@ class SlackAdapter:
         assert settings.bot_token is not None, "the Slack adapter needs SLACK_BOT_TOKEN"
         self._settings = settings
         self._router = context.router
+        self._observer = context.observer
         self.capabilities = Capabilities(
             max_message_chars=MAX_STREAM_CHARS,
             edit_interval_s=settings.edit_interval,
@@ -76,7 +78,10 @@ class SlackAdapter:
             files=True,
         )
         self.client, self.rate_limits = build_client(
-            settings.bot_token.get_secret_value(), settings.api_url, settings.rate_limit_retries
+            settings.bot_token.get_secret_value(),
+            settings.api_url,
+            settings.rate_limit_retries,
+            on_rate_limited=lambda method: self._observer.rate_limited(PLATFORM, method),
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
         self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False)
@@ -210,7 +215,8 @@ class SlackAdapter:
                     await respond(
                         text=event.text, blocks=markdown_blocks(event.text), response_type="ephemeral"
                     )
-        except Exception:
+        except Exception as error:
+            self._count_failed_reply(error)
             log.exception("slash command failed")
 
     async def _answer_if_member(self, incoming: Incoming) -> None:
@@ -240,6 +246,7 @@ class SlackAdapter:
             self._settings.bot_token.get_secret_value(),
             self._settings.api_url,
             incoming.files,
+            on_rate_limited=lambda: self._observer.rate_limited(PLATFORM, "files.download"),
         )
 
     async def _with_thread_context(self, incoming: Incoming, text: str) -> str:
@@ -274,9 +281,15 @@ class SlackAdapter:
                 await renderer.clear_status()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as error:
+            self._count_failed_reply(error)
             log.exception("Slack reply failed in %s", message.ref.key)
             await renderer.abort("Something went wrong while I was answering. Please try again.")
+
+    def _count_failed_reply(self, error: Exception) -> None:
+        """A reply the user does not get because Slack refused or failed a call (not a bug of ours)."""
+        if isinstance(error, SlackApiError | aiohttp.ClientError):
+            self._observer.platform_error(PLATFORM, PLATFORM_API)
 
     def _writer(self, transport: Transport) -> StreamWriter | PostWriter:
         def post_writer() -> PostWriter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,9 +76,14 @@ def file_refs(files: Any) -> tuple[FileRef, ...]:
 
 
 async def fetch_images(
-    session: aiohttp.ClientSession, token: str, api_url: str, files: Iterable[FileRef]
+    session: aiohttp.ClientSession,
+    token: str,
+    api_url: str,
+    files: Iterable[FileRef],
+    on_rate_limited: Callable[[], None] | None = None,
 ) -> Attachments:
-    """Download the message's images concurrently; skip and note what is not a usable image."""
+    """Download the message's images concurrently; skip and note what is not a usable image.
+    `on_rate_limited` hears of each download Slack answered with 429."""
     not_image = too_large = over_limit = failed = 0
     wanted: list[FileRef] = []
     for ref in files:
@@ -91,7 +96,7 @@ async def fetch_images(
         else:
             wanted.append(ref)
     allowed = _allowed_hosts(api_url)
-    results = await asyncio.gather(*(_fetch(session, token, allowed, ref) for ref in wanted))
+    results = await asyncio.gather(*(_fetch(session, token, allowed, ref, on_rate_limited) for ref in wanted))
     images = tuple(r for r in results if isinstance(r, ImageBlock))
     too_large += sum(1 for r in results if r == "too_large")
     failed += sum(1 for r in results if r == "failed")
@@ -108,7 +113,11 @@ async def fetch_images(
 
 
 async def _fetch(
-    session: aiohttp.ClientSession, token: str, allowed: frozenset[str], ref: FileRef
+    session: aiohttp.ClientSession,
+    token: str,
+    allowed: frozenset[str],
+    ref: FileRef,
+    on_rate_limited: Callable[[], None] | None,
 ) -> ImageBlock | str:
     if ref.url is None:
         log.warning("Slack file %s has no download URL (external, hidden or Slack Connect)", ref.id)
@@ -123,6 +132,8 @@ async def _fetch(
             headers={"Authorization": f"Bearer {token}"},
             timeout=aiohttp.ClientTimeout(total=DOWNLOAD_TIMEOUT_S),
         ) as response:
+            if response.status == 429 and on_rate_limited is not None:
+                on_rate_limited()
             if response.status != 200:
                 log.warning("Slack file %s download failed: HTTP %s", ref.id, response.status)
                 return "failed"

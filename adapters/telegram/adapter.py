@@ -29,7 +29,7 @@ from adapters.telegram.report import send_announcement, send_report
 from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.sink import DraftSupport
 from adapters.telegram.turn import TurnRenderer
-from core.adapter import AdapterContext
+from core.adapter import PLATFORM_API, AdapterContext
 from core.commands import COMMANDS, parse_command
 from core.inbound import ConversationRef
 from core.render import Capabilities
@@ -74,6 +74,7 @@ class TelegramAdapter:
             overall_max_rate=settings.max_messages_per_second,
             group_max_rate=settings.group_messages_per_minute,
             max_retries=3,
+            on_rate_limited=self._rate_limited,
         )
         self._chains = ReplyChains()
         self._recent: OrderedDict[str, None] = OrderedDict()  # cheap pre-check before the store's claim
@@ -170,6 +171,9 @@ class TelegramAdapter:
     def ready(self) -> bool:
         return self._ready
 
+    def _rate_limited(self, endpoint: str) -> None:
+        self._context.observer.rate_limited(PLATFORM, endpoint)
+
     # --- inbound ------------------------------------------------------------------------------------
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
@@ -230,9 +234,11 @@ class TelegramAdapter:
         try:
             messages = [u.message for u in updates if u.message is not None]
             await self._answer(addressed, messages)
-        except Forbidden:
+        except Forbidden:  # the user's choice, not a failure of ours or Telegram's: not counted
             log.info("chat %s blocked the bot or removed it; answer dropped", addressed.target.chat_id)
-        except Exception:
+        except Exception as error:
+            if isinstance(error, TelegramError):
+                self._context.observer.platform_error(PLATFORM, PLATFORM_API)
             log.exception("answering an update in chat %s failed", addressed.target.chat_id)
 
     def _seen(self, event_id: str) -> bool:
@@ -312,6 +318,7 @@ class TelegramAdapter:
                 overall_max_rate=settings.max_messages_per_second,
                 group_max_rate=settings.group_messages_per_minute,
                 max_retries=3,
+                on_rate_limited=self._rate_limited,
             ),
         )
         try:

@@ -1,17 +1,25 @@
 """The store seam. Callers never write SQL; a backend implements `Store`.
 
-SQLite (aiosqlite, WAL) is the embedded default; a PostgreSQL backend can implement the same protocol.
+SQLite (aiosqlite, WAL) is the embedded default for one process; PostgreSQL (asyncpg) lets several
+processes (replicas) share one database, and then also coordinates them: a conversation runs one turn at
+a time in the whole fleet, in order, and a replica takes over only the turns of replicas that are gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, Protocol
 
 from core.conversation import Message
 from core.inbound import ConversationRef
+
+
+class StoreUnavailableError(RuntimeError):
+    """The database cannot be reached or refused us (the message never contains credentials)."""
+
 
 TurnStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
 
@@ -24,6 +32,15 @@ class SessionRecord:
     summary: str  # summary of compacted earlier turns ("" if none)
     summary_tokens: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SessionHead:
+    """A conversation's open session and its newest live message id (None: no live messages), to tell
+    whether a copy held in memory is still current when other processes may have written to it."""
+
+    record: SessionRecord
+    last_message_id: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +135,10 @@ class ToolCallTotals:
 
 
 class Store(Protocol):
+    # True when other processes may serve the same conversations (a shared PostgreSQL): memory copies of
+    # a session must then be checked against `session_head` before a turn uses them.
+    shared: bool
+
     async def open(self) -> None:
         """Connect and run pending migrations."""
         ...
@@ -126,7 +147,13 @@ class Store(Protocol):
 
     # Events
     async def claim_event(self, platform: str, event_id: str) -> bool:
-        """Record a platform event id; False if it was already recorded (a redelivery)."""
+        """Record a platform event id; False if it was already recorded (a redelivery, or another
+        replica got it first)."""
+        ...
+
+    async def prune_events(self, older_than: datetime) -> int:
+        """Forget event ids first seen before `older_than` (platforms stop redelivering after a while).
+        Returns how many were removed."""
         ...
 
     # Sessions
@@ -136,6 +163,10 @@ class Store(Protocol):
 
     async def start_new_session(self, ref: ConversationRef) -> SessionRecord:
         """Close the conversation's open session (history is kept) and open a fresh one."""
+        ...
+
+    async def session_head(self, ref: ConversationRef) -> SessionHead:
+        """The conversation's open session (created if there is none) and its newest live message id."""
         ...
 
     async def set_session_model(self, session_id: int, model: str | None) -> None: ...
@@ -169,8 +200,29 @@ class Store(Protocol):
 
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None: ...
 
+    async def get_turn(self, turn_id: int) -> TurnRecord | None:
+        """A turn by id, whatever its status (None if unknown)."""
+        ...
+
     async def unfinished_turns(self, platform: str | None = None) -> list[TurnRecord]:
-        """Turns still pending or running, oldest first (after a crash or restart)."""
+        """Turns left pending or running by a process that is gone (a crash or restart), oldest first.
+        The caller takes them over: another caller (another replica) does not get them too. Turns this
+        process is still working on are never returned."""
+        ...
+
+    async def request_stop(self, key: str) -> bool:
+        """Ask other processes to stop the turn of conversation `key` they are running; False if none
+        is (a single-process store always answers False)."""
+        ...
+
+    def on_stop_requested(self, handler: Callable[[str], object]) -> None:
+        """Call `handler(key)` when another process asks to stop a turn of conversation `key`."""
+        ...
+
+    def hold_conversation(self, key: str, turn_id: int) -> AbstractAsyncContextManager[None]:
+        """Wait until turn `turn_id` of conversation `key` may run, and hold the conversation while it
+        does: no other process runs a turn of it meanwhile, and no older turn of it is still waiting
+        in another live process. Within one process the caller serialises turns itself."""
         ...
 
     # Accounting

@@ -17,6 +17,8 @@ from typing import Final
 
 import aiosqlite
 
+from core.storage.usage_sql import ROLLUP_BUCKET_SECONDS, ROLLUPS, SUM_COLUMNS
+
 
 @dataclass(frozen=True, slots=True)
 class Migration:
@@ -134,18 +136,6 @@ _INITIAL: tuple[str, ...] = (
 # Every real UTC offset is a multiple of 15 minutes, so any local day is a whole number of buckets: a
 # report reads rollup rows, not usage rows, however many millions there are. Usage is append-only, so
 # there is no delete/update trigger (if usage is ever pruned, the rollups keep the history).
-ROLLUP_BUCKET_SECONDS: Final = 900
-
-SUM_COLUMNS = (  # the rollup tables' summed columns (also read by sqlite_usage.py)
-    "requests",
-    "errors",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "unpriced",
-)
 _BUCKET = f"CAST({{ts}} / {ROLLUP_BUCKET_SECONDS} AS INTEGER) * {ROLLUP_BUCKET_SECONDS}"
 
 
@@ -181,11 +171,6 @@ def _rollup(table: str, keys: tuple[str, ...]) -> tuple[str, ...]:
     )
 
 
-ROLLUPS: Final = (
-    ("usage_rollup", ("platform", "provider", "model")),
-    ("usage_rollup_fine", ("platform", "provider", "model", "workspace", "channel", "user_id")),
-)
-
 _REPORTS: tuple[str, ...] = (
     # One row per (local day, destination) whose report was claimed: the database, not the scheduler,
     # decides what has been posted, so restarts and replicas never post a day twice.
@@ -205,9 +190,20 @@ _REPORTS: tuple[str, ...] = (
     "DROP INDEX tool_calls_ts",
 )
 
+_FLEET: tuple[str, ...] = (
+    # Which process accepted a turn (0 = this single process). SQLite serves one process, so the
+    # column only keeps the schema in step with PostgreSQL, where replicas recover only the turns of
+    # processes that are gone.
+    "ALTER TABLE turns ADD COLUMN owner INTEGER NOT NULL DEFAULT 0",
+    # Turn order within a conversation ("is an older turn still unfinished?").
+    "CREATE INDEX turns_conversation_unfinished ON turns (conversation_key, id)"
+    " WHERE status IN ('pending', 'running')",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "reports: posted days, usage rollup", _REPORTS),
+    Migration(3, "fleet: turn owners, conversation order", _FLEET),
 )
 
 _VERSION_TABLE = """

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from core.conversation import Message, message_from_json, message_to_json
 from core.inbound import ConversationRef
-from core.storage import sqlite_usage as q
+from core.storage import usage_sql as q
 from core.storage.base import (
+    SessionHead,
     SessionRecord,
     StoredMessage,
     ToolCallRecord,
@@ -36,31 +39,29 @@ from core.storage.base import (
 )
 from core.storage.group_commit import GroupCommitter
 from core.storage.migrations import migrate
+from core.storage.rows import (
+    SESSION_COLUMNS,
+    TURN_COLUMNS,
+    from_epoch,
+    ref_parts,
+    session_from_row,
+    to_epoch,
+    turn_from_row,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MEMORY = ":memory:"
 
-_SESSION_COLUMNS = "id, platform, workspace, channel, thread, model, summary, summary_tokens, created_at"
-_TURN_COLUMNS = (
-    "id, session_id, platform, workspace, channel, thread, sender_id, text, event_id, status, created_at"
-)
+# Owners of the stores open in this process: their unfinished turns are in flight, not left over.
+_OPEN_OWNERS: set[int] = set()
+
+_LAST_LIVE_MESSAGE = "SELECT MAX(id) FROM messages WHERE session_id = ? AND compacted = 0"
 _INSERT_MESSAGE = (
     "INSERT INTO messages (session_id, role, content, tokens, created_at) VALUES (?, ?, ?, ?, ?)"
 )
 _SET_TURN_STATUS = "UPDATE turns SET status = ?, updated_at = ? WHERE id = ?"
-
-
-def to_epoch(moment: datetime) -> float:
-    """UTC epoch seconds. Naive datetimes are rejected: guessing their zone silently skews accounting."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"naive datetime {moment.isoformat()}: pass a timezone-aware datetime")
-    return moment.timestamp()
-
-
-def from_epoch(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 class SQLiteStore:
@@ -71,8 +72,12 @@ class SQLiteStore:
     transaction never spans two calls, so a read never sees half of a write.
     """
 
+    shared = False  # one process per database file: memory copies of sessions are always current
+
     def __init__(self, path: str) -> None:
         self.path = path
+        # Marks the turns this process accepts, so taking over unfinished turns never takes its own.
+        self.owner = secrets.randbits(31) + 1
         self._conn: aiosqlite.Connection | None = None
         self._writer: GroupCommitter | None = None
         self._lock = asyncio.Lock()  # open / close only
@@ -89,6 +94,7 @@ class SQLiteStore:
             conn = await self._connect()
             self._conn = conn
             self._writer = GroupCommitter(conn)
+            _OPEN_OWNERS.add(self.owner)
 
     async def _connect(self, attempts: int = 5) -> aiosqlite.Connection:
         """Connect, configure and migrate. While another process opens or closes the same file (its
@@ -130,6 +136,7 @@ class SQLiteStore:
             self._conn, self._writer = None, None
             if conn is None:
                 return
+            _OPEN_OWNERS.discard(self.owner)
             try:
                 if writer is not None:
                     await writer.close()  # queued writes land before the connection closes
@@ -158,13 +165,11 @@ class SQLiteStore:
     # Events
 
     async def claim_event(self, platform: str, event_id: str) -> bool:
-        sql = "INSERT OR IGNORE INTO events_seen (platform, event_id, seen_at) VALUES (?, ?, ?)"
+        sql = q.CLAIM_EVENT_SQL
         params = (platform, event_id, time.time())
         return await self._write(lambda c: _changed(c, sql, params) == 1)
 
     async def prune_events(self, older_than: datetime) -> int:
-        """Forget event ids first seen before `older_than` (platforms stop redelivering after a while).
-        Returns how many were removed."""
         params = (to_epoch(older_than),)
         return await self._write(lambda c: _changed(c, "DELETE FROM events_seen WHERE seen_at < ?", params))
 
@@ -176,7 +181,7 @@ class SQLiteStore:
         # (rather than a read first) lets a burst of new conversations share a few thread hops.
         def find_or_create(conn: sqlite3.Connection) -> SessionRecord:
             found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
-            return _session(found[0]) if found else _insert_session(conn, ref)
+            return session_from_row(found[0]) if found else _insert_session(conn, ref)
 
         return await self._write(find_or_create)
 
@@ -190,10 +195,19 @@ class SQLiteStore:
 
         return await self._write(close_and_open)
 
+    async def session_head(self, ref: ConversationRef) -> SessionHead:
+        def head(conn: sqlite3.Connection) -> SessionHead:
+            found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
+            record = session_from_row(found[0]) if found else _insert_session(conn, ref)
+            last = conn.execute(_LAST_LIVE_MESSAGE, (record.id,)).fetchone()[0]
+            return SessionHead(record, None if last is None else int(last))
+
+        return await self._write(head)
+
     async def get_session(self, session_id: int) -> SessionRecord | None:
         """A session by id, open or closed (None if unknown)."""
-        rows = await self._read(f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
-        return next((_session(row) for row in rows), None)
+        rows = await self._read(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?", (session_id,))
+        return next((session_from_row(row) for row in rows), None)
 
     async def set_session_model(self, session_id: int, model: str | None) -> None:
         sql = "UPDATE sessions SET model = ? WHERE id = ?"
@@ -251,7 +265,10 @@ class SQLiteStore:
         self, session_id: int, ref: ConversationRef, sender_id: str, text: str, event_id: str
     ) -> TurnRecord:
         now = time.time()
-        params = (session_id, ref.key, *_parts(ref), sender_id, text, event_id, "pending", now, now)
+        params = (
+            *(session_id, ref.key, *ref_parts(ref), sender_id, text, event_id),
+            *("pending", now, now, self.owner),
+        )
         turn_id = await self._write(lambda c: _insert(c, _INSERT_TURN, params))
         return TurnRecord(turn_id, session_id, ref, sender_id, text, event_id, "pending", from_epoch(now))
 
@@ -259,14 +276,38 @@ class SQLiteStore:
         params = (status, time.time(), turn_id)
         await self._write(lambda c: _update_one(c, _SET_TURN_STATUS, params, "turn"))
 
+    async def get_turn(self, turn_id: int) -> TurnRecord | None:
+        rows = await self._read(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
+        return next((turn_from_row(row) for row in rows), None)
+
     async def unfinished_turns(self, platform: str | None = None) -> list[TurnRecord]:
-        # The IN list must match the partial index's WHERE clause verbatim for SQLite to use it.
-        sql = f"SELECT {_TURN_COLUMNS} FROM turns WHERE status IN ('pending', 'running')"
-        params: tuple[str, ...] = ()
+        # One process per file: a turn whose owner is not a store open in this process was left by an
+        # earlier run. The IN list must match the partial index's WHERE clause verbatim for SQLite to
+        # use it.
+        live = sorted(_OPEN_OWNERS)
+        where = f"status IN ('pending', 'running') AND owner NOT IN ({', '.join('?' * len(live))})"
+        params: tuple[Any, ...] = tuple(live)
         if platform is not None:
-            sql += " AND platform = ?"
-            params = (platform,)
-        return [_turn(row) for row in await self._read(sql + " ORDER BY id", params)]
+            where += " AND platform = ?"
+            params = (*live, platform)
+
+        def adopt(conn: sqlite3.Connection) -> list[TurnRecord]:
+            rows = conn.execute(f"SELECT {TURN_COLUMNS} FROM turns WHERE {where} ORDER BY id", params)
+            turns = [turn_from_row(row) for row in rows.fetchall()]
+            conn.executemany("UPDATE turns SET owner = ? WHERE id = ?", [(self.owner, t.id) for t in turns])
+            return turns
+
+        return await self._write(adopt)
+
+    async def request_stop(self, key: str) -> bool:
+        return False  # one process: every running turn is this process's own
+
+    def on_stop_requested(self, handler: Callable[[str], object]) -> None:
+        pass  # nobody else can ask
+
+    @asynccontextmanager
+    async def hold_conversation(self, key: str, turn_id: int) -> AsyncIterator[None]:
+        yield  # one process: the session manager's per-conversation lock is all the order there is
 
     # Accounting
 
@@ -293,20 +334,9 @@ class SQLiteStore:
         user_id: str | None = None,
         platform: str | None = None,
     ) -> list[UsageTotals]:
-        where = ["ts >= ?"]
-        params: list[Any] = [to_epoch(since)]
-        for clause, value in (("ts < ?", until), ("user_id = ?", user_id), ("platform = ?", platform)):
-            if value is not None:
-                where.append(clause)
-                params.append(to_epoch(value) if isinstance(value, datetime) else value)
-        sql = (
-            "SELECT provider || ':' || model AS qualified, COUNT(*),"
-            " SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),"
-            " COALESCE(SUM(cost_usd), 0.0) AS cost, COUNT(*) - COUNT(cost_usd)"
-            f" FROM usage WHERE {' AND '.join(where)}"
-            " GROUP BY qualified ORDER BY cost DESC, qualified"
-        )
-        return [_totals(row) for row in await self._read(sql, params)]
+        bounds = (to_epoch(since), None if until is None else to_epoch(until))
+        sql, params = q.usage_totals_sql(*bounds, user_id=user_id, platform=platform)
+        return q.usage_totals(await self._read(sql, params))
 
     async def usage_grouped(
         self,
@@ -346,11 +376,11 @@ class SQLiteStore:
 
 # Row helpers. The write helpers run on the database thread, inside a group-commit transaction.
 
-_OPEN_SESSION = f"SELECT {_SESSION_COLUMNS} FROM sessions WHERE conversation_key = ? AND closed_at IS NULL"
+_OPEN_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE conversation_key = ? AND closed_at IS NULL"
 _INSERT_TURN = (
     "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
-    " sender_id, text, event_id, status, created_at, updated_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sender_id, text, event_id, status, created_at, updated_at, owner)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _INSERT_USAGE = (
     "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
@@ -369,7 +399,7 @@ def _insert_session(conn: sqlite3.Connection, ref: ConversationRef) -> SessionRe
         conn,
         "INSERT INTO sessions (conversation_key, platform, workspace, channel, thread, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?)",
-        (ref.key, *_parts(ref), now),
+        (ref.key, *ref_parts(ref), now),
     )
     return SessionRecord(session_id, ref, None, "", 0, from_epoch(now))
 
@@ -391,26 +421,3 @@ def _insert(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> int:
     if rowid is None:  # cannot happen after a successful INSERT; keeps the type honest
         raise RuntimeError("INSERT did not produce a row id")
     return rowid
-
-
-def _session(row: sqlite3.Row) -> SessionRecord:
-    # Rebuild the ref from its stored parts, not from the key: the key escapes "|" and is lossy.
-    ref = ConversationRef(str(row[1]), str(row[2]), str(row[3]), str(row[4]))
-    model = None if row[5] is None else str(row[5])
-    return SessionRecord(int(row[0]), ref, model, str(row[6]), int(row[7]), from_epoch(float(row[8])))
-
-
-def _turn(row: sqlite3.Row) -> TurnRecord:
-    ref = ConversationRef(str(row[2]), str(row[3]), str(row[4]), str(row[5]))
-    status = cast(TurnStatus, str(row[9]))  # guaranteed by the CHECK constraint
-    created = from_epoch(float(row[10]))
-    return TurnRecord(int(row[0]), int(row[1]), ref, str(row[6]), str(row[7]), str(row[8]), status, created)
-
-
-def _totals(row: sqlite3.Row) -> UsageTotals:
-    tokens = (int(row[2]), int(row[3]), int(row[4]), int(row[5]))
-    return UsageTotals(str(row[0]), int(row[1]), *tokens, float(row[6]), int(row[7]))
-
-
-def _parts(ref: ConversationRef) -> tuple[str, str, str, str]:
-    return (ref.platform, ref.workspace, ref.channel, ref.thread)

@@ -1,4 +1,8 @@
-"""SQL for the report queries of `SQLiteStore`: grouped usage, conversations, tool totals.
+"""Report SQL shared by both backends: grouped usage, conversations, tool totals, report claims.
+
+Written in the SQL that SQLite and PostgreSQL both speak, with `?` placeholders (the PostgreSQL store
+numbers them with `numbered`). Timestamps are epoch seconds in both schemas, so the bucket arithmetic
+is the same.
 
 Grouped usage reads a 15-minute rollup (migration 2) for the whole buckets inside the period and raw
 `usage` rows only for the ragged edges (a period ending "now", say), so a day or a 14-day history costs
@@ -9,19 +13,71 @@ platform, provider and model, the fine one (adding workspace, channel, user) oth
 from __future__ import annotations
 
 import math
-import sqlite3
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
-from core.storage.base import ToolCallTotals, UsageDimension, UsageGroup
-from core.storage.migrations import ROLLUP_BUCKET_SECONDS, ROLLUPS, SUM_COLUMNS
+from core.storage.base import ToolCallTotals, UsageDimension, UsageGroup, UsageTotals
+from core.storage.rows import Row
+
+# Usage is pre-aggregated into 15-minute buckets (SQLite migration 2, PostgreSQL migration 2). Every
+# real UTC offset is a multiple of 15 minutes, so any local day is a whole number of buckets.
+ROLLUP_BUCKET_SECONDS: Final = 900
+SUM_COLUMNS: Final = (  # the rollup tables' summed columns
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "unpriced",
+)
+ROLLUPS: Final = (
+    ("usage_rollup", ("platform", "provider", "model")),
+    ("usage_rollup_fine", ("platform", "provider", "model", "workspace", "channel", "user_id")),
+)
 
 DIMENSIONS: Final = ("platform", "provider", "model", "workspace", "channel", "user_id")
 _SUMS: Final = SUM_COLUMNS
 _RAW_SUMS: Final = (
     "1 AS requests, 1 - ok AS errors, input_tokens, output_tokens, cache_read_tokens,"
-    " cache_write_tokens, COALESCE(cost_usd, 0.0) AS cost_usd, cost_usd IS NULL AS unpriced"
+    " cache_write_tokens, COALESCE(cost_usd, 0.0) AS cost_usd,"
+    " CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END AS unpriced"
 )
+
+
+CLAIM_EVENT_SQL: Final = (
+    "INSERT INTO events_seen (platform, event_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+)
+
+
+def usage_totals_sql(
+    since: float, until: float | None, *, user_id: str | None = None, platform: str | None = None
+) -> tuple[str, list[Any]]:
+    """Usage in [since, until) per provider-qualified model, costliest first (raw rows)."""
+    where = ["ts >= ?"]
+    params: list[Any] = [since]
+    for clause, value in (("ts < ?", until), ("user_id = ?", user_id), ("platform = ?", platform)):
+        if value is not None:
+            where.append(clause)
+            params.append(value)
+    sql = (
+        "SELECT provider || ':' || model AS qualified, COUNT(*),"
+        " SUM(input_tokens), SUM(output_tokens), SUM(cache_read_tokens), SUM(cache_write_tokens),"
+        " COALESCE(SUM(cost_usd), 0.0) AS cost, COUNT(*) - COUNT(cost_usd)"
+        f" FROM usage WHERE {' AND '.join(where)}"
+        " GROUP BY qualified ORDER BY cost DESC, qualified"
+    )
+    return sql, params
+
+
+def usage_totals(rows: Sequence[Row]) -> list[UsageTotals]:
+    result = []
+    for row in rows:
+        tokens = (int(row[2]), int(row[3]), int(row[4]), int(row[5]))
+        result.append(UsageTotals(str(row[0]), int(row[1]), *tokens, float(row[6]), int(row[7])))
+    return result
 
 
 def grouped_usage_sql(
@@ -55,12 +111,12 @@ def grouped_usage_sql(
             parts.append(f"SELECT {keys}{_RAW_SUMS} FROM usage WHERE ts >= ? AND ts < ?{filters}")
             params += [low, high, *filter_params]
     if not parts:  # an empty period
-        parts.append(f"SELECT {keys}{_RAW_SUMS} FROM usage WHERE 0")
+        parts.append(f"SELECT {keys}{_RAW_SUMS} FROM usage WHERE 1 = 0")
     sums = ", ".join(f"SUM({s})" for s in _SUMS)
     group = f" GROUP BY {', '.join(by)}" if by else ""
     order = "".join(f", {d}" for d in by)
     sql = (
-        f"SELECT {keys}{sums} FROM ({' UNION ALL '.join(parts)}){group}"
+        f"SELECT {keys}{sums} FROM ({' UNION ALL '.join(parts)}) AS spans{group}"
         f" ORDER BY SUM(cost_usd) DESC, SUM(requests) DESC{order}"
     )
     return sql, params
@@ -82,13 +138,13 @@ def _filters(user_id: str | None, platform: str | None) -> tuple[str, list[Any]]
     return sql, params
 
 
-def usage_groups(rows: Sequence[sqlite3.Row], width: int) -> list[UsageGroup]:
+def usage_groups(rows: Sequence[Row], width: int) -> list[UsageGroup]:
     groups = []
     for row in rows:
         if row[width] is None:  # no `by`: the single aggregate row of an empty period
             continue
-        r, e, i, o, cr, cw, cost, unpriced = row[width : width + 8]
-        keys = tuple(str(k) for k in row[:width])
+        r, e, i, o, cr, cw, cost, unpriced = (row[width + n] for n in range(8))
+        keys = tuple(str(row[n]) for n in range(width))
         groups.append(
             UsageGroup(keys, int(r), int(e), int(i), int(o), int(cr), int(cw), float(cost), int(unpriced))
         )
@@ -104,12 +160,21 @@ TOOL_TOTALS_SQL: Final = (
 )
 
 
-def tool_totals(rows: Sequence[sqlite3.Row]) -> list[ToolCallTotals]:
+def tool_totals(rows: Sequence[Row]) -> list[ToolCallTotals]:
     return [ToolCallTotals(str(r[0]), int(r[1]), int(r[2])) for r in rows]
 
 
 CLAIM_REPORT_SQL: Final = (
-    "INSERT OR IGNORE INTO reports_posted (day, destination, posted_at) VALUES (?, ?, ?)"
+    "INSERT INTO reports_posted (day, destination, posted_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 )
 RELEASE_REPORT_SQL: Final = "DELETE FROM reports_posted WHERE day = ? AND destination = ?"
 LAST_REPORTED_SQL: Final = "SELECT MAX(day) FROM reports_posted WHERE destination = ?"
+
+
+_PLACEHOLDER = re.compile(r"\?")
+
+
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1, $2, ...` (the shared SQL holds no literal question marks)."""
+    counter = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)

@@ -1,8 +1,9 @@
-"""Store tests.
+"""Store tests, on both backends.
 
-Most tests only use the `Store` protocol through the `store` / `make_store` fixtures, so a PostgreSQL
-backend can be added by extending `ALL_BACKENDS` / `PERSISTENT_BACKENDS`. Tests that inspect SQLite
-itself (pragmas, schema_version, migrations) build a `SQLiteStore` on a tmp_path file directly.
+Most tests only use the `Store` protocol through the `store` / `make_store` fixtures, which run them on
+a SQLite file, SQLite in memory and a real PostgreSQL server (tests/pgserver.py). Tests that inspect
+SQLite itself (pragmas, schema_version, migrations) build a `SQLiteStore` on a tmp_path file directly;
+PostgreSQL's own (migrations, fleet coordination) are in tests/test_store_postgres.py.
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ from core.inbound import ConversationRef
 from core.storage import (
     SQLiteStore,
     Store,
+    StoreUnavailableError,
     ToolCallRecord,
     UsageRecord,
     UsageTotals,
     open_store,
+    postgres_dsn_from_url,
     sqlite_path_from_url,
 )
 from core.storage.migrations import MIGRATIONS, Migration, SchemaTooNewError, migrate
+from core.storage.postgres import PostgresStore
 
 StoreFactory = Callable[[], Store]
 
-PERSISTENT_BACKENDS = ["sqlite-file"]
+PERSISTENT_BACKENDS = ["sqlite-file", "postgres"]
 ALL_BACKENDS = [*PERSISTENT_BACKENDS, "sqlite-memory"]
 
 REF = ConversationRef("slack", "T1", "C1", "1700000000.0001")
@@ -48,15 +52,19 @@ OTHER_REF = ConversationRef("discord", "G1", "C9")
 @pytest.fixture(params=PERSISTENT_BACKENDS)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     """A factory of unopened stores that all point at the same database (for re-open tests)."""
-    assert request.param == "sqlite-file"
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        return lambda: open_store(url)
     path = str(tmp_path / "missing-dir" / "bot.db")  # the parent does not exist yet: open() creates it
     return lambda: SQLiteStore(path)
 
 
 @pytest.fixture(params=ALL_BACKENDS)
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    path = ":memory:" if request.param == "sqlite-memory" else str(tmp_path / "bot.db")
-    opened = SQLiteStore(path)
+    if request.param == "postgres":
+        opened: Store = open_store(request.getfixturevalue("postgres_url"))
+    else:
+        opened = SQLiteStore(":memory:" if request.param == "sqlite-memory" else str(tmp_path / "bot.db"))
     await opened.open()
     yield opened
     await opened.close()
@@ -77,6 +85,12 @@ async def query(path: Path | str, sql: str, params: Sequence[Any] = ()) -> list[
     async with aiosqlite.connect(path) as conn:
         rows = await conn.execute_fetchall(sql, params)
     return [tuple(row) for row in rows]
+
+
+async def status_of(store: Store, turn_id: int) -> str:
+    turn = await store.get_turn(turn_id)
+    assert turn is not None
+    return turn.status
 
 
 def assert_utc(moment: datetime) -> None:
@@ -207,7 +221,7 @@ async def test_invalid_turn_status_is_rejected_atomically(tmp_path: Path) -> Non
                 turn_status="bogus",  # type: ignore[arg-type]
             )
         assert await instance.load_messages(session.id) == []
-        assert [t.status for t in await instance.unfinished_turns()] == ["pending"]
+        assert (await instance.get_turn(turn.id)) == turn
         with pytest.raises(sqlite3.IntegrityError):  # foreign keys are enforced
             await instance.append_messages(12345, [(Message.user("orphan"), 1)])
     finally:
@@ -347,11 +361,11 @@ async def test_append_sets_turn_status_with_messages(store: Store) -> None:
     turn = await store.add_turn(session.id, REF, "U1", "search please", "ev1")
     await store.set_turn_status(turn.id, "running")
     await store.append_messages(session.id, tool_pair(1), turn_id=turn.id, turn_status="running")
-    assert [t.status for t in await store.unfinished_turns()] == ["running"]
+    assert await status_of(store, turn.id) == "running"
     await store.append_messages(
         session.id, [(Message.assistant("done"), 1)], turn_id=turn.id, turn_status="done"
     )
-    assert await store.unfinished_turns() == []
+    assert await status_of(store, turn.id) == "done"
     assert len(await store.load_messages(session.id)) == 3
 
 
@@ -363,7 +377,7 @@ async def test_append_is_atomic_when_serialisation_fails(store: Store) -> None:
     with pytest.raises(TypeError):
         await store.append_messages(session.id, [unserialisable, broken], turn_id=turn.id, turn_status="done")
     assert await store.load_messages(session.id) == []
-    assert [t.status for t in await store.unfinished_turns()] == ["pending"]
+    assert await status_of(store, turn.id) == "pending"
 
 
 async def test_append_rolls_back_when_turn_update_fails(store: Store) -> None:
@@ -433,25 +447,34 @@ async def test_compact(store: Store) -> None:
 # Turns
 
 
-async def test_turns_round_trip_and_unfinished_filter(store: Store) -> None:
-    session = await store.current_session(REF)
-    other = await store.current_session(OTHER_REF)
-    t1 = await store.add_turn(session.id, REF, "U1", "first", "ev1")
-    t2 = await store.add_turn(other.id, OTHER_REF, "U2", "second", "ev2")
-    t3 = await store.add_turn(session.id, REF, "U1", "third", "ev3")
-    t4 = await store.add_turn(session.id, REF, "U1", "fourth", "ev4")
-    assert (t1.status, t1.ref, t1.sender_id, t1.text, t1.event_id) == ("pending", REF, "U1", "first", "ev1")
-    assert_utc(t1.created_at)
-    await store.set_turn_status(t2.id, "running")
-    await store.set_turn_status(t3.id, "done")
-    await store.set_turn_status(t4.id, "failed")
-    unfinished = await store.unfinished_turns()
-    assert [(t.id, t.status) for t in unfinished] == [(t1.id, "pending"), (t2.id, "running")]
-    assert unfinished[0] == t1
-    assert [t.id for t in await store.unfinished_turns("discord")] == [t2.id]
-    assert await store.unfinished_turns("telegram") == []
-    with pytest.raises(LookupError):
-        await store.set_turn_status(999_999, "done")
+async def test_turns_round_trip_and_unfinished_filter(make_store: StoreFactory) -> None:
+    async with opened(make_store) as store:
+        session = await store.current_session(REF)
+        other = await store.current_session(OTHER_REF)
+        t1 = await store.add_turn(session.id, REF, "U1", "first", "ev1")
+        t2 = await store.add_turn(other.id, OTHER_REF, "U2", "second", "ev2")
+        t3 = await store.add_turn(session.id, REF, "U1", "third", "ev3")
+        t4 = await store.add_turn(session.id, REF, "U1", "fourth", "ev4")
+        fields = (t1.status, t1.ref, t1.sender_id, t1.text, t1.event_id)
+        assert fields == ("pending", REF, "U1", "first", "ev1")
+        assert_utc(t1.created_at)
+        await store.set_turn_status(t2.id, "running")
+        await store.set_turn_status(t3.id, "done")
+        await store.set_turn_status(t4.id, "failed")
+        assert await store.get_turn(t1.id) == t1
+        assert await store.get_turn(999_999) is None
+        with pytest.raises(LookupError):
+            await store.set_turn_status(999_999, "done")
+        # This process's own turns are in its hands, not left over.
+        assert await store.unfinished_turns() == []
+    # Another process (a restart) takes over what the first one left unfinished.
+    async with opened(make_store) as later, opened(make_store) as rival:
+        assert [t.id for t in await later.unfinished_turns("discord")] == [t2.id]
+        assert await later.unfinished_turns("telegram") == []
+        unfinished = await later.unfinished_turns()
+        assert [(t.id, t.status) for t in unfinished] == [(t1.id, "pending")]
+        assert unfinished[0] == t1
+        assert await rival.unfinished_turns() == []  # already taken over: never handed out twice
 
 
 async def test_unfinished_turns_survive_reopen(make_store: StoreFactory) -> None:
@@ -542,11 +565,30 @@ def test_bare_path_expands_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert sqlite_path_from_url("~/bot.db") == str(tmp_path / "bot.db")
 
 
-@pytest.mark.parametrize("url", ["postgresql://bot:hunter2@db/bot", "postgres://bot:hunter2@db/bot"])
-def test_postgres_is_not_supported_yet(url: str) -> None:
-    with pytest.raises(ValueError) as info:
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://bot:hunter2@db/bot", "postgres://bot:hunter2@db/bot", "postgresql+asyncpg://bot@db/bot"],
+)
+def test_postgres_urls_select_the_postgres_store(url: str) -> None:
+    store = open_store(url, pool_size=3)
+    assert isinstance(store, PostgresStore) and store.shared
+    assert postgres_dsn_from_url(url).startswith("postgresql://bot")
+
+
+@pytest.mark.parametrize("url", ["postgresql://", "postgres://?sslmode=require"])
+def test_postgres_url_without_host_or_database_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="names no host or database"):
         open_store(url)
-    assert str(info.value) == "DATABASE_URL: PostgreSQL is not supported yet; use a sqlite:/// URL"
+
+
+async def test_unreachable_postgres_is_a_readable_error_without_the_password() -> None:
+    from tests.pgserver import free_port
+
+    store = open_store(f"postgresql://bot:hunter2@127.0.0.1:{free_port()}/bot")
+    with pytest.raises(StoreUnavailableError) as info:
+        await store.open()
+    assert "cannot connect to PostgreSQL" in str(info.value)
+    assert "hunter2" not in str(info.value)
 
 
 @pytest.mark.parametrize(

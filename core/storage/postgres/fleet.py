@@ -1,0 +1,223 @@
+"""Coordination between replicas sharing one PostgreSQL database.
+
+Each process opens one extra connection (the "fleet connection") and keeps it for its whole life:
+
+- On it, the process holds an advisory lock on its member number (drawn from the `fleet_members`
+  sequence). A turn row records its owner's number, so "is the process that accepted this turn still
+  alive?" is a lookup in pg_locks, and when a replica crashes the server drops its locks by itself.
+- On it, the process takes a per-conversation advisory lock while a turn runs, so two replicas never
+  run turns of one conversation at the same time. Advisory locks are per connection and re-entrant, so
+  one connection can hold the locks of every conversation this process is running, and a local lock per
+  conversation keeps two coroutines of this process from sharing one.
+- It LISTENs on a channel on which a released conversation is announced, so a replica waiting for it
+  wakes at once; a slow poll covers what a notification cannot (a holder that crashed).
+
+Order: a turn runs only when no older turn of its conversation is still unfinished in another live
+replica, so messages sent to two replicas one after the other are answered in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+MEMBER_LOCK_CLASS: Final = 0x5EA8
+CONVERSATION_LOCK_CLASS: Final = 0x5EA9
+RELEASED_CHANNEL: Final = "bot_conversation_released"
+STOP_CHANNEL: Final = "bot_stop_requested"  # payload: a conversation key
+POLL_S: Final = 1.0  # how often a waiter re-checks without a notification
+
+# Is the owner of turn `t` alive? Its member lock is held in this database.
+OWNER_ALIVE_SQL: Final = f"""
+EXISTS (
+    SELECT 1 FROM pg_locks l
+    WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+      AND l.classid = {MEMBER_LOCK_CLASS} AND l.objid::BIGINT = t.owner
+      AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+)"""
+
+_RUNNING_ELSEWHERE = f"""
+SELECT EXISTS (
+    SELECT 1 FROM turns t
+    WHERE t.conversation_key = $1 AND t.status = 'running' AND t.owner <> $2 AND {OWNER_ALIVE_SQL}
+)"""
+
+_OLDER_TURN_ELSEWHERE = f"""
+SELECT EXISTS (
+    SELECT 1 FROM turns t
+    WHERE t.conversation_key = $1 AND t.id < $2 AND t.status IN ('pending', 'running')
+      AND t.owner <> $3 AND {OWNER_ALIVE_SQL}
+)"""
+
+Connect = Callable[[], Awaitable[asyncpg.Connection]]
+
+
+def conversation_slot(key: str) -> int:
+    """A conversation's advisory lock key (a signed 32-bit int). Two keys sharing a slot only wait for
+    each other, which is harmless."""
+    value = zlib.crc32(key.encode())
+    return value - 2**32 if value >= 2**31 else value
+
+
+class Fleet:
+    """This process's membership in the fleet: its member number, the fleet connection and the
+    conversation locks it holds."""
+
+    def __init__(self, connect: Connect, pool: asyncpg.Pool) -> None:
+        self._connect = connect
+        self._pool = pool
+        self._conn: asyncpg.Connection | None = None
+        self._conn_lock = asyncio.Lock()  # one query at a time on the fleet connection
+        self._slots: dict[int, _Slot] = {}  # slots this process holds or waits for
+        self._reconnect: asyncio.Task[None] | None = None
+        self._closing = False
+        self.member = 0
+        self.stop_handlers: list[Callable[[str], object]] = []
+
+    async def start(self) -> None:
+        self.member = int(await self._pool.fetchval("SELECT nextval('fleet_members')"))
+        await self._attach()
+
+    async def _attach(self) -> None:
+        conn = await self._connect()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1, $2)", MEMBER_LOCK_CLASS, self.member)
+            await conn.add_listener(RELEASED_CHANNEL, self._on_released)
+            await conn.add_listener(STOP_CHANNEL, self._on_stop)
+        except BaseException:
+            await conn.close()
+            raise
+        conn.add_termination_listener(self._on_lost)
+        self._conn = conn
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            await conn.close()  # the server drops this process's member and conversation locks
+
+    def _on_lost(self, conn: Any) -> None:
+        if self._closing or conn is not self._conn:
+            return
+        # Our locks are gone with the connection: another replica may now take over our conversations.
+        log.error("lost the PostgreSQL fleet connection; reconnecting (member %d)", self.member)
+        self._conn = None
+        self._reconnect = asyncio.get_running_loop().create_task(self._reattach())
+
+    async def _reattach(self) -> None:
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self._attach()
+                log.info("fleet connection restored (member %d)", self.member)
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                log.warning("fleet reconnect failed (%s); retrying in %.1fs", type(error).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _on_released(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        slot_text, _, member = str(payload).partition(":")
+        if member == str(self.member):
+            return  # our own release: nobody in this process waits on the fleet for it
+        try:
+            slot = self._slots.get(int(slot_text))
+        except ValueError:
+            return
+        if slot is not None:
+            slot.released.set()
+
+    def _on_stop(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        for handler in self.stop_handlers:
+            handler(str(payload))
+
+    async def request_stop(self, key: str) -> bool:
+        """Announce a stop for `key` if another live replica is running a turn of it."""
+        if not await self._pool.fetchval(_RUNNING_ELSEWHERE, key, self.member):
+            return False
+        await self._pool.execute("SELECT pg_notify($1, $2)", STOP_CHANNEL, key)
+        return True
+
+    async def _fetch(self, sql: str, *args: Any) -> Any:
+        async with self._conn_lock:
+            if self._conn is None:
+                raise ConnectionError("the PostgreSQL fleet connection is down; reconnecting")
+            return await self._conn.fetchval(sql, *args)
+
+    @asynccontextmanager
+    async def hold(self, key: str, turn_id: int) -> AsyncIterator[None]:
+        slot_key = conversation_slot(key)
+        slot = self._slots.setdefault(slot_key, _Slot())
+        slot.users += 1
+        try:
+            async with slot.local:
+                await self._acquire(key, slot_key, turn_id, slot.released)
+                try:
+                    yield
+                finally:
+                    await self._release(slot_key)
+        finally:
+            slot.users -= 1
+            if slot.users == 0:
+                del self._slots[slot_key]
+
+    async def _acquire(self, key: str, slot: int, turn_id: int, released: asyncio.Event) -> None:
+        while True:
+            released.clear()  # before trying: a release announced from now on wakes the wait below
+            if await self._try_lock(slot):
+                try:
+                    waiting = await self._pool.fetchval(_OLDER_TURN_ELSEWHERE, key, turn_id, self.member)
+                except BaseException:
+                    await self._release(slot)
+                    raise
+                if not waiting:
+                    return
+                await self._release(slot)  # give way to the older turn (and wake its replica)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), POLL_S)
+
+    async def _try_lock(self, slot: int) -> bool:
+        # Shielded: if we are cancelled after the server granted the lock, it must still be released.
+        attempt = asyncio.ensure_future(
+            self._fetch("SELECT pg_try_advisory_lock($1, $2)", CONVERSATION_LOCK_CLASS, slot)
+        )
+        try:
+            return bool(await asyncio.shield(attempt))
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                if not attempt.cancelled() and await attempt:
+                    await self._release(slot)
+            raise
+
+    async def _release(self, slot: int) -> None:
+        """Unlock the slot and announce it to the other replicas waiting for it."""
+        try:
+            await asyncio.shield(
+                self._fetch(
+                    "SELECT pg_advisory_unlock($1, $2), pg_notify($3, $4)",
+                    *(CONVERSATION_LOCK_CLASS, slot, RELEASED_CHANNEL, f"{slot}:{self.member}"),
+                )
+            )
+        except (ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            # The connection went away, and the server released the lock with it.
+            log.warning("could not release conversation slot %d cleanly", slot, exc_info=True)
+
+
+class _Slot:
+    """A conversation slot as seen from this process: one holder at a time, and a wake-up event."""
+
+    def __init__(self) -> None:
+        self.local = asyncio.Lock()
+        self.released = asyncio.Event()
+        self.users = 0

@@ -1,0 +1,381 @@
+"""PostgreSQL implementation of `Store` (asyncpg), for one process or a fleet of replicas.
+
+A connection pool serves queries; every write that must be atomic runs in one transaction on one pooled
+connection. Uniqueness the fleet relies on is the database's: an event id, an open session per
+conversation and a report day are unique keys, so replicas racing for them get one winner. Turn order
+across replicas and taking over a dead replica's turns go through `Fleet` (fleet.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from core.conversation import Message, message_from_json, message_to_json
+from core.inbound import ConversationRef
+from core.storage import usage_sql as q
+from core.storage.base import (
+    SessionHead,
+    SessionRecord,
+    StoredMessage,
+    StoreUnavailableError,
+    ToolCallRecord,
+    ToolCallTotals,
+    TurnRecord,
+    TurnStatus,
+    UsageDimension,
+    UsageGroup,
+    UsageRecord,
+    UsageTotals,
+)
+from core.storage.postgres.fleet import OWNER_ALIVE_SQL, Fleet
+from core.storage.postgres.schema import migrate
+from core.storage.rows import (
+    SESSION_COLUMNS,
+    TURN_COLUMNS,
+    from_epoch,
+    ref_parts,
+    session_from_row,
+    to_epoch,
+    turn_from_row,
+)
+
+_OPEN_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE conversation_key = $1 AND closed_at IS NULL"
+_INSERT_SESSION = (
+    "INSERT INTO sessions (conversation_key, platform, workspace, channel, thread, created_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (conversation_key) WHERE closed_at IS NULL DO NOTHING"
+    f" RETURNING {SESSION_COLUMNS}"
+)
+_CLOSE_OPEN_SESSION = "UPDATE sessions SET closed_at = $1 WHERE conversation_key = $2 AND closed_at IS NULL"
+_LOCK_SESSION = "SELECT 1 FROM sessions WHERE id = $1 FOR NO KEY UPDATE"
+_LAST_LIVE_MESSAGE = "SELECT MAX(id) FROM messages WHERE session_id = $1 AND compacted = 0"
+_INSERT_MESSAGES = (
+    "INSERT INTO messages (session_id, role, content, tokens, created_at)"
+    " SELECT $1, role, content, tokens, $5"
+    " FROM unnest($2::TEXT[], $3::TEXT[], $4::INTEGER[]) WITH ORDINALITY AS m (role, content, tokens, n)"
+    " ORDER BY n RETURNING id"
+)
+_SET_TURN_STATUS = "UPDATE turns SET status = $1, updated_at = $2 WHERE id = $3"
+_INSERT_TURN = (
+    "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
+    " sender_id, text, event_id, status, created_at, updated_at, owner)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
+)
+# Take over the unfinished turns of replicas that are gone. SKIP LOCKED: two replicas sweeping at once
+# split the turns between them instead of both taking each.
+_ADOPT_TURNS = f"""
+UPDATE turns SET owner = $1 WHERE id IN (
+    SELECT t.id FROM turns t
+    WHERE t.status IN ('pending', 'running') AND t.owner <> $1 AND ($2::TEXT IS NULL OR t.platform = $2)
+      AND NOT {OWNER_ALIVE_SQL}
+    FOR UPDATE SKIP LOCKED
+) RETURNING {TURN_COLUMNS}
+"""
+_INSERT_USAGE = (
+    "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
+    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+    " cost_usd, latency_ms, ok, error)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+)
+_INSERT_TOOL_CALL = (
+    "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+_CLAIM_EVENT = q.numbered(q.CLAIM_EVENT_SQL)
+_CLAIM_REPORT = q.numbered(q.CLAIM_REPORT_SQL)
+_RELEASE_REPORT = q.numbered(q.RELEASE_REPORT_SQL)
+_LAST_REPORTED = q.numbered(q.LAST_REPORTED_SQL)
+_CONVERSATIONS = q.numbered(q.CONVERSATIONS_SQL)
+_TOOL_TOTALS = q.numbered(q.TOOL_TOTALS_SQL)
+
+
+class PostgresStore:
+    """`Store` on a PostgreSQL database shared by any number of bot processes."""
+
+    shared = True
+
+    def __init__(self, dsn: str, *, pool_size: int = 10) -> None:
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._fleet: Fleet | None = None
+        self._stop_handlers: list[Callable[[str], object]] = []
+        self._lock = asyncio.Lock()  # open / close only
+
+    # Lifecycle
+
+    async def open(self) -> None:
+        async with self._lock:
+            if self._pool is not None:
+                return
+            try:
+                pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+                # asyncpg's messages name host, port, user and database, never the password.
+                raise StoreUnavailableError(f"cannot connect to PostgreSQL: {error}") from None
+            try:
+                async with pool.acquire() as conn:
+                    await migrate(conn)
+                fleet = Fleet(self._connect, pool)
+                fleet.stop_handlers = self._stop_handlers
+                await fleet.start()
+            except BaseException:
+                await pool.close()
+                raise
+            self._pool, self._fleet = pool, fleet
+
+    async def _connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self._dsn)
+
+    async def close(self) -> None:
+        async with self._lock:
+            pool, fleet = self._pool, self._fleet
+            self._pool, self._fleet = None, None
+            if fleet is not None:
+                await fleet.close()
+            if pool is not None:
+                await pool.close()
+
+    @property
+    def owner(self) -> int:
+        """This process's fleet member number (recorded on the turns it accepts)."""
+        return self._fleet_member().member
+
+    def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("store is not open; await store.open() first")
+        return self._pool
+
+    def _fleet_member(self) -> Fleet:
+        if self._fleet is None:
+            raise RuntimeError("store is not open; await store.open() first")
+        return self._fleet
+
+    # Events
+
+    async def claim_event(self, platform: str, event_id: str) -> bool:
+        return _count(await self._db().execute(_CLAIM_EVENT, platform, event_id, time.time())) == 1
+
+    async def prune_events(self, older_than: datetime) -> int:
+        status = await self._db().execute("DELETE FROM events_seen WHERE seen_at < $1", to_epoch(older_than))
+        return _count(status)
+
+    # Sessions
+
+    async def current_session(self, ref: ConversationRef) -> SessionRecord:
+        async with self._db().acquire() as conn:
+            return await _open_session(conn, ref)
+
+    async def session_head(self, ref: ConversationRef) -> SessionHead:
+        async with self._db().acquire() as conn:
+            record = await _open_session(conn, ref)
+            last = await conn.fetchval(_LAST_LIVE_MESSAGE, record.id)
+        return SessionHead(record, None if last is None else int(last))
+
+    async def start_new_session(self, ref: ConversationRef) -> SessionRecord:
+        for _ in range(3):
+            try:
+                async with self._db().acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        _CLOSE_OPEN_SESSION,
+                        time.time(),
+                        ref.key,
+                    )
+                    row = await conn.fetchrow(_INSERT_SESSION, ref.key, *ref_parts(ref), time.time())
+                if row is not None:
+                    return session_from_row(row)
+            except asyncpg.UniqueViolationError:
+                pass  # another replica opened a session between our close and insert: close it too
+        raise RuntimeError(f"could not open a new session for {ref.key}: too much contention")
+
+    async def get_session(self, session_id: int) -> SessionRecord | None:
+        """A session by id, open or closed (None if unknown)."""
+        row = await self._db().fetchrow(f"SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1", session_id)
+        return None if row is None else session_from_row(row)
+
+    async def set_session_model(self, session_id: int, model: str | None) -> None:
+        status = await self._db().execute("UPDATE sessions SET model = $1 WHERE id = $2", model, session_id)
+        _expect_one(status, "session", session_id)
+
+    async def load_messages(self, session_id: int) -> list[StoredMessage]:
+        rows = await self._db().fetch(
+            "SELECT id, content, tokens FROM messages WHERE session_id = $1 AND compacted = 0 ORDER BY id",
+            session_id,
+        )
+        return [StoredMessage(int(r[0]), message_from_json(str(r[1])), int(r[2])) for r in rows]
+
+    async def append_messages(
+        self,
+        session_id: int,
+        messages: Sequence[tuple[Message, int]],
+        *,
+        turn_id: int | None = None,
+        turn_status: TurnStatus | None = None,
+    ) -> list[int]:
+        if (turn_id is None) != (turn_status is None):
+            raise ValueError("turn_id and turn_status must be given together")
+        # Serialise before touching the database: a bad message fails fast and holds nothing.
+        roles = [m.role for m, _ in messages]
+        contents = [message_to_json(m) for m, _ in messages]
+        tokens = [t for _, t in messages]
+        now = time.time()
+        async with self._db().acquire() as conn, conn.transaction():
+            ids: list[int] = []
+            if messages:
+                # Appends to one session queue on its row, so each append's ids are consecutive in the
+                # session and id order is commit order (identity values are handed out per row, and
+                # two concurrent inserts would interleave).
+                await conn.execute(_LOCK_SESSION, session_id)
+                rows = await conn.fetch(_INSERT_MESSAGES, session_id, roles, contents, tokens, now)
+                ids = [int(r[0]) for r in rows]
+            if turn_id is not None:
+                _expect_one(await conn.execute(_SET_TURN_STATUS, turn_status, now, turn_id), "turn", turn_id)
+        return ids
+
+    async def compact(
+        self, session_id: int, through_message_id: int, summary: str, summary_tokens: int
+    ) -> None:
+        async with self._db().acquire() as conn, conn.transaction():
+            status = await conn.execute(
+                "UPDATE sessions SET summary = $1, summary_tokens = $2 WHERE id = $3",
+                summary,
+                summary_tokens,
+                session_id,
+            )
+            _expect_one(status, "session", session_id)
+            await conn.execute(
+                "UPDATE messages SET compacted = 1 WHERE session_id = $1 AND compacted = 0 AND id <= $2",
+                session_id,
+                through_message_id,
+            )
+
+    # Turns
+
+    async def add_turn(
+        self, session_id: int, ref: ConversationRef, sender_id: str, text: str, event_id: str
+    ) -> TurnRecord:
+        now = time.time()
+        turn_id = await self._db().fetchval(
+            _INSERT_TURN,
+            *(session_id, ref.key, *ref_parts(ref), sender_id, text, event_id),
+            *("pending", now, now, self.owner),
+        )
+        return TurnRecord(
+            int(turn_id), session_id, ref, sender_id, text, event_id, "pending", from_epoch(now)
+        )
+
+    async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
+        _expect_one(await self._db().execute(_SET_TURN_STATUS, status, time.time(), turn_id), "turn", turn_id)
+
+    async def get_turn(self, turn_id: int) -> TurnRecord | None:
+        row = await self._db().fetchrow(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = $1", turn_id)
+        return None if row is None else turn_from_row(row)
+
+    async def unfinished_turns(self, platform: str | None = None) -> list[TurnRecord]:
+        rows = await self._db().fetch(_ADOPT_TURNS, self.owner, platform)
+        return sorted((turn_from_row(row) for row in rows), key=lambda turn: turn.id)
+
+    async def request_stop(self, key: str) -> bool:
+        return await self._fleet_member().request_stop(key)
+
+    def on_stop_requested(self, handler: Callable[[str], object]) -> None:
+        self._stop_handlers.append(handler)
+        if self._fleet is not None:
+            self._fleet.stop_handlers = self._stop_handlers
+
+    @asynccontextmanager
+    async def hold_conversation(self, key: str, turn_id: int) -> AsyncIterator[None]:
+        async with self._fleet_member().hold(key, turn_id):
+            yield
+
+    # Accounting
+
+    async def record_usage(self, record: UsageRecord) -> None:
+        r = record
+        await self._db().execute(
+            _INSERT_USAGE,
+            *(to_epoch(r.ts), r.provider, r.model, r.platform, r.workspace, r.channel),
+            *(r.user_id, r.session_id, r.input_tokens, r.output_tokens),
+            *(r.cache_read_tokens, r.cache_write_tokens, r.cost_usd, r.latency_ms),
+            *(int(r.ok), r.error),
+        )
+
+    async def record_tool_call(self, record: ToolCallRecord) -> None:
+        r = record
+        await self._db().execute(
+            _INSERT_TOOL_CALL,
+            *(to_epoch(r.ts), r.session_id, r.platform, r.user_id, r.tool, int(r.ok), r.duration_ms),
+        )
+
+    async def usage_totals(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        user_id: str | None = None,
+        platform: str | None = None,
+    ) -> list[UsageTotals]:
+        bounds = (to_epoch(since), None if until is None else to_epoch(until))
+        sql, params = q.usage_totals_sql(*bounds, user_id=user_id, platform=platform)
+        return q.usage_totals(await self._db().fetch(q.numbered(sql), *params))
+
+    async def usage_grouped(
+        self,
+        since: datetime,
+        until: datetime,
+        by: Sequence[UsageDimension],
+        *,
+        user_id: str | None = None,
+        platform: str | None = None,
+    ) -> list[UsageGroup]:
+        span = (to_epoch(since), to_epoch(until))
+        sql, params = q.grouped_usage_sql(*span, by, user_id=user_id, platform=platform)
+        return q.usage_groups(await self._db().fetch(q.numbered(sql), *params), len(by))
+
+    async def count_conversations(self, since: datetime, until: datetime) -> int:
+        return int(await self._db().fetchval(_CONVERSATIONS, to_epoch(since), to_epoch(until)))
+
+    async def tool_totals(self, since: datetime, until: datetime) -> list[ToolCallTotals]:
+        return q.tool_totals(await self._db().fetch(_TOOL_TOTALS, to_epoch(since), to_epoch(until)))
+
+    # Reports
+
+    async def claim_report(self, day: date, destination: str) -> bool:
+        status = await self._db().execute(_CLAIM_REPORT, day.isoformat(), destination, time.time())
+        return _count(status) == 1
+
+    async def release_report(self, day: date, destination: str) -> None:
+        await self._db().execute(_RELEASE_REPORT, day.isoformat(), destination)
+
+    async def last_reported_day(self, destination: str) -> date | None:
+        value = await self._db().fetchval(_LAST_REPORTED, destination)
+        return None if value is None else date.fromisoformat(str(value))
+
+
+async def _open_session(conn: asyncpg.Connection | Any, ref: ConversationRef) -> SessionRecord:
+    """The open session, created if there is none. The partial unique index decides races: a replica
+    whose insert loses reads the winner's row."""
+    while True:
+        row = await conn.fetchrow(_OPEN_SESSION, ref.key)
+        if row is None:
+            row = await conn.fetchrow(_INSERT_SESSION, ref.key, *ref_parts(ref), time.time())
+        if row is not None:
+            return session_from_row(row)
+
+
+def _count(status: str) -> int:
+    """Rows changed, from a command status such as "INSERT 0 1" or "DELETE 3"."""
+    return int(status.rsplit(" ", 1)[-1])
+
+
+def _expect_one(status: str, what: str, key: object) -> None:
+    """An UPDATE that must hit exactly one row; an unknown id is a caller bug, not a silent no-op."""
+    if _count(status) != 1:
+        raise LookupError(f"no {what} with id {key!r}")
