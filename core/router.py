@@ -143,9 +143,7 @@ class Router:
             # away, say). The user hears about it, and the turn must not stay "running": on a shared
             # store that would hold the conversation back in every other replica.
             log.exception("turn %s could not run", record.id)
-            queue.put_nowait(
-                TurnFailed("internal_error", "Something went wrong on my side; please try again.")
-            )
+            queue.put_nowait(TurnFailed("internal_error", BROKEN_REPLY))
             with contextlib.suppress(Exception):
                 await self._store.set_turn_status(record.id, "failed")
 
