@@ -79,8 +79,7 @@ def register_readiness(http: HttpServer, store: Store, adapters: Sequence[Adapte
     """`/readyz`: the store answers a trivial query, every adapter is connected, and we are not draining."""
 
     async def store_answers() -> bool:
-        await store.last_reported_day("readyz")
-        return True
+        return await store.ready()
 
     def adapter_ready(adapter: Adapter) -> Callable[[], Awaitable[bool]]:
         async def check() -> bool:

@@ -252,6 +252,10 @@ async def test_record_tool_call_and_prune_events(tmp_path: Path) -> None:
 # Events
 
 
+async def test_ready_when_open(store: Store) -> None:
+    assert await store.ready()
+
+
 async def test_claim_event_dedupes(store: Store) -> None:
     assert await store.claim_event("slack", "e1")
     assert not await store.claim_event("slack", "e1")

@@ -143,6 +143,18 @@ async def test_a_newer_turn_waits_for_an_older_one_in_another_replica(replicas: 
     assert order == ["older", "newer"]
 
 
+async def test_a_turn_stuck_running_in_a_live_replica_does_not_hold_the_conversation(
+    replicas: Replicas,
+) -> None:
+    a, b = await replicas(2)
+    session = await a.current_session(REF)
+    stuck = await a.add_turn(session.id, REF, "U1", "its end was never recorded", "e1")
+    await a.set_turn_status(stuck.id, "running")  # but a holds nothing: it is not really running
+    newer = await b.add_turn(session.id, REF, "U1", "next", "e2")
+    async with asyncio.timeout(2.0), b.hold_conversation(REF.key, newer.id):
+        pass
+
+
 async def test_turns_of_a_replica_that_is_gone_block_nobody_and_are_taken_over_once(
     replicas: Replicas,
 ) -> None:
@@ -182,6 +194,7 @@ async def test_a_lost_fleet_connection_releases_locks_and_reconnects(
             break
         await asyncio.sleep(0.1)
     assert await _member_alive(postgres_url, a.owner)
+    assert await a.ready()  # /readyz: back in the fleet
     t3 = await a.add_turn(session.id, REF, "U1", "third", "e3")
     async with asyncio.timeout(3.0), a.hold_conversation(REF.key, t3.id):
         pass  # and works as before

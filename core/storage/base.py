@@ -145,6 +145,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
+    async def ready(self) -> bool:
+        """The database answers (and, when shared, this process is connected to the fleet)."""
+        ...
+
     # Events
     async def claim_event(self, platform: str, event_id: str) -> bool:
         """Record a platform event id; False if it was already recorded (a redelivery, or another

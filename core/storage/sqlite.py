@@ -144,6 +144,9 @@ class SQLiteStore:
             finally:
                 await conn.close()
 
+    async def ready(self) -> bool:
+        return bool(await self._read("SELECT 1"))
+
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise RuntimeError("store is not open; await store.open() first")

@@ -12,8 +12,8 @@ Each process opens one extra connection (the "fleet connection") and keeps it fo
 - It LISTENs on a channel on which a released conversation is announced, so a replica waiting for it
   wakes at once; a slow poll covers what a notification cannot (a holder that crashed).
 
-Order: a turn runs only when no older turn of its conversation is still unfinished in another live
-replica, so messages sent to two replicas one after the other are answered in that order.
+Order: a turn runs only when no older turn of its conversation is still waiting (pending) in another
+live replica, so messages sent to two replicas one after the other are answered in that order.
 """
 
 from __future__ import annotations
@@ -51,12 +51,22 @@ SELECT EXISTS (
     WHERE t.conversation_key = $1 AND t.status = 'running' AND t.owner <> $2 AND {OWNER_ALIVE_SQL}
 )"""
 
-_OLDER_TURN_ELSEWHERE = f"""
-SELECT EXISTS (
-    SELECT 1 FROM turns t
-    WHERE t.conversation_key = $1 AND t.id < $2 AND t.status IN ('pending', 'running')
-      AND t.owner <> $3 AND {OWNER_ALIVE_SQL}
-)"""
+# Only *pending* older turns count: a turn runs while holding the conversation, so an older turn still
+# marked "running" while we hold it is one whose replica failed to record its end, and must not hold the
+# conversation back for good.
+# One round trip: take the conversation's lock if it is free, then look for an older waiting turn.
+# CASE evaluates its branches in order, so the lookup runs only once the lock is ours.
+_NOT_LOCKED, _LOCKED, _LOCKED_BUT_OLDER_WAITING = 0, 1, 2
+_TRY_LOCK = f"""
+SELECT CASE
+    WHEN NOT pg_try_advisory_lock($1, $2) THEN {_NOT_LOCKED}
+    WHEN EXISTS (
+        SELECT 1 FROM turns t
+        WHERE t.conversation_key = $3 AND t.id < $4 AND t.status = 'pending'
+          AND t.owner <> $5 AND {OWNER_ALIVE_SQL}
+    ) THEN {_LOCKED_BUT_OLDER_WAITING}
+    ELSE {_LOCKED}
+END"""
 
 Connect = Callable[[], Awaitable[asyncpg.Connection]]
 
@@ -99,10 +109,18 @@ class Fleet:
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
 
+    @property
+    def attached(self) -> bool:
+        """Connected to the fleet (false while reconnecting after a lost connection)."""
+        return self._conn is not None and not self._conn.is_closed()
+
     async def close(self) -> None:
         self._closing = True
         if self._reconnect is not None:
             self._reconnect.cancel()
+        # Let a release still in flight (shielded from a cancelled turn) finish before the connection goes.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._conn_lock.acquire(), 5.0)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             await conn.close()  # the server drops this process's member and conversation locks
@@ -175,28 +193,24 @@ class Fleet:
     async def _acquire(self, key: str, slot: int, turn_id: int, released: asyncio.Event) -> None:
         while True:
             released.clear()  # before trying: a release announced from now on wakes the wait below
-            if await self._try_lock(slot):
-                try:
-                    waiting = await self._pool.fetchval(_OLDER_TURN_ELSEWHERE, key, turn_id, self.member)
-                except BaseException:
-                    await self._release(slot)
-                    raise
-                if not waiting:
-                    return
+            outcome = await self._try_lock(key, slot, turn_id)
+            if outcome == _LOCKED:
+                return
+            if outcome == _LOCKED_BUT_OLDER_WAITING:
                 await self._release(slot)  # give way to the older turn (and wake its replica)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(released.wait(), POLL_S)
 
-    async def _try_lock(self, slot: int) -> bool:
+    async def _try_lock(self, key: str, slot: int, turn_id: int) -> int:
         # Shielded: if we are cancelled after the server granted the lock, it must still be released.
         attempt = asyncio.ensure_future(
-            self._fetch("SELECT pg_try_advisory_lock($1, $2)", CONVERSATION_LOCK_CLASS, slot)
+            self._fetch(_TRY_LOCK, CONVERSATION_LOCK_CLASS, slot, key, turn_id, self.member)
         )
         try:
-            return bool(await asyncio.shield(attempt))
+            return int(await asyncio.shield(attempt))
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                if not attempt.cancelled() and await attempt:
+                if not attempt.cancelled() and await attempt != _NOT_LOCKED:
                     await self._release(slot)
             raise
 

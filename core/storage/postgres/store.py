@@ -54,14 +54,30 @@ _INSERT_SESSION = (
     f" RETURNING {SESSION_COLUMNS}"
 )
 _CLOSE_OPEN_SESSION = "UPDATE sessions SET closed_at = $1 WHERE conversation_key = $2 AND closed_at IS NULL"
-_LOCK_SESSION = "SELECT 1 FROM sessions WHERE id = $1 FOR NO KEY UPDATE"
-_LAST_LIVE_MESSAGE = "SELECT MAX(id) FROM messages WHERE session_id = $1 AND compacted = 0"
-_INSERT_MESSAGES = (
-    "INSERT INTO messages (session_id, role, content, tokens, created_at)"
-    " SELECT $1, role, content, tokens, $5"
-    " FROM unnest($2::TEXT[], $3::TEXT[], $4::INTEGER[]) WITH ORDINALITY AS m (role, content, tokens, n)"
-    " ORDER BY n RETURNING id"
+_OPEN_SESSION_HEAD = (
+    f"SELECT {SESSION_COLUMNS},"
+    " (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id AND m.compacted = 0)"
+    " FROM sessions s WHERE conversation_key = $1 AND closed_at IS NULL"
 )
+# Messages (and optionally their turn's status) in one statement. `locked` takes the session row first
+# (the scalar subquery runs before any row is inserted), so appends to one session queue there: each
+# append's ids are consecutive and id order is commit order (identity values are handed out per row, so
+# two concurrent inserts would interleave). When a turn is named but missing, nothing is inserted.
+_APPEND = """
+WITH locked AS (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE),
+turn AS (
+    UPDATE turns SET status = $6, updated_at = $5 WHERE id = $7::BIGINT RETURNING id
+),
+added AS (
+    INSERT INTO messages (session_id, role, content, tokens, created_at)
+    SELECT $1, m.role, m.content, m.tokens, $5
+    FROM unnest($2::TEXT[], $3::TEXT[], $4::INTEGER[]) WITH ORDINALITY AS m (role, content, tokens, n)
+    WHERE (SELECT COUNT(*) FROM locked) >= 0 AND ($7::BIGINT IS NULL OR EXISTS (SELECT 1 FROM turn))
+    ORDER BY m.n
+    RETURNING id
+)
+SELECT ARRAY(SELECT id FROM added ORDER BY id), (SELECT COUNT(*) FROM turn)
+"""
 _SET_TURN_STATUS = "UPDATE turns SET status = $1, updated_at = $2 WHERE id = $3"
 _INSERT_TURN = (
     "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
@@ -143,6 +159,10 @@ class PostgresStore:
             if pool is not None:
                 await pool.close()
 
+    async def ready(self) -> bool:
+        # Without the fleet connection this process can neither order turns nor prove it is alive.
+        return self._fleet_member().attached and await self._db().fetchval("SELECT 1") == 1
+
     @property
     def owner(self) -> int:
         """This process's fleet member number (recorded on the turns it accepts)."""
@@ -174,10 +194,11 @@ class PostgresStore:
             return await _open_session(conn, ref)
 
     async def session_head(self, ref: ConversationRef) -> SessionHead:
-        async with self._db().acquire() as conn:
-            record = await _open_session(conn, ref)
-            last = await conn.fetchval(_LAST_LIVE_MESSAGE, record.id)
-        return SessionHead(record, None if last is None else int(last))
+        row = await self._db().fetchrow(_OPEN_SESSION_HEAD, ref.key)
+        if row is None:  # no open session: open one (it has no messages yet)
+            return SessionHead(await self.current_session(ref), None)
+        last = row[len(SESSION_COLUMNS.split(","))]
+        return SessionHead(session_from_row(row), None if last is None else int(last))
 
     async def start_new_session(self, ref: ConversationRef) -> SessionRecord:
         for _ in range(3):
@@ -226,18 +247,13 @@ class PostgresStore:
         contents = [message_to_json(m) for m, _ in messages]
         tokens = [t for _, t in messages]
         now = time.time()
-        async with self._db().acquire() as conn, conn.transaction():
-            ids: list[int] = []
-            if messages:
-                # Appends to one session queue on its row, so each append's ids are consecutive in the
-                # session and id order is commit order (identity values are handed out per row, and
-                # two concurrent inserts would interleave).
-                await conn.execute(_LOCK_SESSION, session_id)
-                rows = await conn.fetch(_INSERT_MESSAGES, session_id, roles, contents, tokens, now)
-                ids = [int(r[0]) for r in rows]
-            if turn_id is not None:
-                _expect_one(await conn.execute(_SET_TURN_STATUS, turn_status, now, turn_id), "turn", turn_id)
-        return ids
+        # One statement, so one round trip and atomic by itself.
+        params = (session_id, roles, contents, tokens, now, turn_status, turn_id)
+        row = await self._db().fetchrow(_APPEND, *params)
+        assert row is not None  # the final SELECT always yields one row
+        if turn_id is not None and row[1] != 1:
+            raise LookupError(f"no turn with id {turn_id!r}")  # and nothing was inserted
+        return [int(i) for i in row[0]]
 
     async def compact(
         self, session_id: int, through_message_id: int, summary: str, summary_tokens: int
