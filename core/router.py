@@ -69,7 +69,13 @@ class Router:
             # Not claimed, so a redelivery (or another replica) can still handle the event.
             yield CommandReply(DRAINING_REPLY, private=True)
             return
-        if not await self._store.claim_event(message.ref.platform, message.event_id):
+        try:
+            claimed = await self._store.claim_event(message.ref.platform, message.event_id)
+        except Exception:  # the database is away: say so; unclaimed, a redelivery can still get it
+            log.exception("could not record event %s", message.event_id)
+            yield TurnFailed("internal_error", BROKEN_REPLY)
+            return
+        if not claimed:
             log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
             return
         refusal = self._policy.refusal(message)
@@ -78,9 +84,12 @@ class Router:
             return
         parsed = parse_command(message.text)
         if parsed is not None:
-            yield CommandReply(
-                await run_command(parsed, self._command_context(message, parsed.args)), private=True
-            )
+            try:
+                reply = await run_command(parsed, self._command_context(message, parsed.args))
+            except Exception:
+                log.exception("command %s failed", parsed.name)
+                reply = BROKEN_REPLY
+            yield CommandReply(reply, private=True)
             return
         if not message.text.strip() and not message.images:
             yield CommandReply("I got an empty message. Ask me anything, or send /help.", private=True)
@@ -103,11 +112,16 @@ class Router:
         )
 
     async def _converse(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
-        state = await self._sessions.get(message.ref)
-        # Stored before anything else so a crash from here on never loses the message.
-        record = await self._store.add_turn(
-            state.id, message.ref, message.sender.id, message.text, message.event_id
-        )
+        try:
+            state = await self._sessions.get(message.ref)
+            # Stored before anything else so a crash from here on never loses the message.
+            record = await self._store.add_turn(
+                state.id, message.ref, message.sender.id, message.text, message.event_id
+            )
+        except Exception:
+            log.exception("could not accept event %s", message.event_id)
+            yield TurnFailed("internal_error", BROKEN_REPLY)
+            return
         queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
         if state.lock.locked():
             queue.put_nowait(Notice("queued", "I will answer this once I finish the previous message."))

@@ -60,12 +60,16 @@ def free_port() -> int:
 class PostgresServer:
     """A private cluster owned by this test run, or an existing server named by TEST_DATABASE_URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, private: bool = False) -> None:
+        """`private`: always start an own server (for tests that stop and restart it)."""
         self._root: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._command: list[str] = []
+        self._user: str | None = None
+        self._port = 0
         self._names = itertools.count(1)
         self._log = Path(os.devnull)
-        self.admin_url = EXISTING_SERVER_URL
+        self.admin_url = "" if private else EXISTING_SERVER_URL
 
     def start(self) -> None:
         if self.admin_url:
@@ -88,22 +92,42 @@ class PostgresServer:
             capture_output=True,
             user=user,
         )
-        port = free_port()
+        self._port = port = free_port()
         self._log = self._root / "postgres.log"
-        with open(self._log, "wb") as log:
-            self._process = subprocess.Popen(
-                [
-                    *(str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets)),
-                    *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
-                    *("-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
-                    *("-c", "max_connections=300"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                user=user,
-            )
+        self._user = user
+        self._command = [
+            *(str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets)),
+            *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+            *("-c", "synchronous_commit=off", "-c", "full_page_writes=off"),
+            *("-c", "max_connections=300"),
+        ]
+        self._launch()
         self.admin_url = f"postgresql://bot@127.0.0.1:{port}/postgres"
-        self._wait_ready(port)
+
+    def _launch(self) -> None:
+        with open(self._log, "ab") as log:
+            self._process = subprocess.Popen(
+                self._command, stdout=log, stderr=subprocess.STDOUT, user=self._user
+            )
+        self._wait_ready(self._port)
+
+    def shut_down(self) -> None:
+        """Stop the server (PostgreSQL's fast shutdown: clients are disconnected), keeping its data."""
+        if self._process is None:
+            return
+        # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would wait for every client.
+        self._process.send_signal(signal.SIGINT)
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def start_again(self) -> None:
+        """Start a server stopped by `shut_down` on the same data and port."""
+        assert self._command, "only a server this object started can be started again"
+        self._launch()
 
     def _wait_ready(self, port: int, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -142,13 +166,6 @@ class PostgresServer:
             side.submit(asyncio.run, run()).result()
 
     def stop(self) -> None:
-        if self._process is not None:
-            # SIGINT is PostgreSQL's "fast" shutdown; SIGTERM ("smart") would wait for every client.
-            self._process.send_signal(signal.SIGINT)
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        self.shut_down()
         if self._root is not None:
             shutil.rmtree(self._root, ignore_errors=True)
