@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from core.access import AccessPolicy
 from core.agent import SHUTDOWN, Agent
 from core.budget import BudgetPolicy
-from core.commands import CommandContext, parse_command, run_command
+from core.commands import CommandContext, ParsedCommand, parse_command, run_command
 from core.conversation import Message
 from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnFailed
 from core.inbound import ConversationRef, InboundMessage
+from core.locks import KeyedLocks
 from core.models import PriceTable
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager, SessionState
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 DRAINING_REPLY = "I am restarting; please try again in a minute."
 BROKEN_REPLY = "Something went wrong on my side; please try again."
 INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]"
+
+
+@dataclass(frozen=True, slots=True)
+class _Admitted:
+    state: SessionState
+    turn: TurnRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +68,7 @@ class Router:
         self._budget = budget or BudgetPolicy()
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True  # False while draining for shutdown: new messages are turned away
+        self._arrivals = KeyedLocks()
 
     async def handle(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
         if message.sender.is_bot:
@@ -69,33 +77,50 @@ class Router:
             # Not claimed, so a redelivery (or another replica) can still handle the event.
             yield CommandReply(DRAINING_REPLY, private=True)
             return
-        try:
-            claimed = await self._store.claim_event(message.ref.platform, message.event_id)
-        except Exception:  # the database is away: say so; unclaimed, a redelivery can still get it
-            log.exception("could not record event %s", message.event_id)
-            yield TurnFailed("internal_error", BROKEN_REPLY)
-            return
-        if not claimed:
-            log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
-            return
-        refusal = self._policy.refusal(message)
-        if refusal:
-            yield Refused(refusal)
-            return
-        parsed = parse_command(message.text)
-        if parsed is not None:
+        # One conversation's messages are claimed and stored one at a time, in the order they arrived:
+        # turns run in the order they were stored (in the whole fleet, on a shared store).
+        async with self._arrivals.hold(message.ref.key):
+            verdict = await self._admit(message)
+        if isinstance(verdict, _Admitted):
+            async for event in self._converse(message, verdict.state, verdict.turn):
+                yield event
+        elif isinstance(verdict, ParsedCommand):
             try:
-                reply = await run_command(parsed, self._command_context(message, parsed.args))
+                reply = await run_command(verdict, self._command_context(message, verdict.args))
             except Exception:
-                log.exception("command %s failed", parsed.name)
+                log.exception("command %s failed", verdict.name)
                 reply = BROKEN_REPLY
             yield CommandReply(reply, private=True)
-            return
+        elif verdict is not None:
+            yield verdict
+
+    async def _admit(self, message: InboundMessage) -> _Admitted | ParsedCommand | AgentEvent | None:
+        """Claim the event and store it as a turn, or say why not (None: a duplicate, dropped)."""
+        try:
+            if not await self._store.claim_event(message.ref.platform, message.event_id):
+                log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
+                return None
+        except Exception:  # the database is away: say so; unclaimed, a redelivery can still get it
+            log.exception("could not record event %s", message.event_id)
+            return TurnFailed("internal_error", BROKEN_REPLY)
+        refusal = self._policy.refusal(message)
+        if refusal:
+            return Refused(refusal)
+        parsed = parse_command(message.text)
+        if parsed is not None:
+            return parsed
         if not message.text.strip() and not message.images:
-            yield CommandReply("I got an empty message. Ask me anything, or send /help.", private=True)
-            return
-        async for event in self._converse(message):
-            yield event
+            return CommandReply("I got an empty message. Ask me anything, or send /help.", private=True)
+        try:
+            state = await self._sessions.get(message.ref)
+            # Stored before anything else so a crash from here on never loses the message.
+            turn = await self._store.add_turn(
+                state.id, message.ref, message.sender.id, message.text, message.event_id
+            )
+        except Exception:
+            log.exception("could not accept event %s", message.event_id)
+            return TurnFailed("internal_error", BROKEN_REPLY)
+        return _Admitted(state, turn)
 
     def _command_context(self, message: InboundMessage, args: str) -> CommandContext:
         return CommandContext(
@@ -111,17 +136,9 @@ class Router:
             budget=self._budget,
         )
 
-    async def _converse(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
-        try:
-            state = await self._sessions.get(message.ref)
-            # Stored before anything else so a crash from here on never loses the message.
-            record = await self._store.add_turn(
-                state.id, message.ref, message.sender.id, message.text, message.event_id
-            )
-        except Exception:
-            log.exception("could not accept event %s", message.event_id)
-            yield TurnFailed("internal_error", BROKEN_REPLY)
-            return
+    async def _converse(
+        self, message: InboundMessage, state: SessionState, record: TurnRecord
+    ) -> AsyncIterator[AgentEvent]:
         queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
         if state.lock.locked():
             queue.put_nowait(Notice("queued", "I will answer this once I finish the previous message."))
@@ -142,8 +159,8 @@ class Router:
         queue: asyncio.Queue[AgentEvent],
     ) -> None:
         try:
-            # FIFO: one turn at a time per session, in arrival order (and in the fleet, in turn order).
-            async with state.lock, self._sessions.turn_slot(state, record):
+            # One turn at a time per conversation, in arrival order (in the fleet: in turn order).
+            async with self._sessions.turn_slot(state, record):
                 current = asyncio.current_task()
                 assert current is not None
                 self._sessions.set_running(message.ref.key, current)
@@ -167,7 +184,7 @@ class Router:
         for turn in await self._store.unfinished_turns(platform):
             state = await self._sessions.get(turn.ref)
             # Held like a turn: another replica may be answering in this conversation right now.
-            async with state.lock, self._sessions.turn_slot(state, turn):
+            async with self._sessions.turn_slot(state, turn):
                 if state.id == turn.session_id:
                     closing = [Message.assistant(INTERRUPTED_NOTE)]
                     if turn.status == "pending":  # never started: its message is not in history yet

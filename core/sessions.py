@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from core.conversation import Message, repair_tool_pairs
 from core.inbound import ConversationRef
+from core.locks import KeyedLocks
 from core.storage.base import SessionRecord, Store, StoredMessage, TurnRecord, TurnStatus
 from core.tokens import TokenCounter
 
@@ -74,7 +75,7 @@ class SessionManager:
         self._counter = counter
         self._max_cached = max_cached
         self._states: OrderedDict[str, SessionState] = OrderedDict()
-        self._loading: dict[str, asyncio.Lock] = {}
+        self._loading = KeyedLocks()
         self._running: dict[str, asyncio.Task[None]] = {}
         store.on_stop_requested(self.cancel)  # `stop` sent to another replica
 
@@ -85,13 +86,11 @@ class SessionManager:
             self._states.move_to_end(key)
             return state
         # One loader per key, so two messages arriving together share one state (and one lock).
-        loading = self._loading.setdefault(key, asyncio.Lock())
-        async with loading:
+        async with self._loading.hold(key):
             state = self._states.get(key)
             if state is None:
                 state = await self._load(await self._store.current_session(ref))
                 self._remember(key, state)
-        self._loading.pop(key, None)
         return state
 
     async def _load(self, record: SessionRecord) -> SessionState:
@@ -108,9 +107,10 @@ class SessionManager:
 
     @asynccontextmanager
     async def turn_slot(self, state: SessionState, turn: TurnRecord) -> AsyncIterator[None]:
-        """Hold the conversation for `turn` in the whole fleet (a no-op for a single process) and make
-        sure `state` is current. The caller already holds `state.lock`, which orders turns in here."""
-        async with self._store.hold_conversation(turn.ref.key, turn.id):
+        """Run `turn` alone in its conversation: first in the whole fleet (the store orders turns across
+        replicas; a no-op for a single process), then in this process (`state.lock`, FIFO), with `state`
+        checked against the store when it is shared."""
+        async with self._store.hold_conversation(turn.ref.key, turn.id), state.lock:
             if self._store.shared:
                 await self._refresh(state, turn.ref)
             yield

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import pytest
 
 from bot.app import open_core
@@ -208,3 +209,21 @@ async def test_stop_sent_to_another_replica_stops_the_answer(
             CommandReply("Nothing is running in this conversation.", private=True)
         ]
     assert isinstance(seen[-1], TurnFailed) and seen[-1].reason == "cancelled"
+
+
+async def test_messages_arriving_together_are_stored_and_answered_in_arrival_order(
+    llm_server: FakeLLMServer, settings_for: Callable[..., Settings], postgres_url: str
+) -> None:
+    llm_server.script("anthropic", *(Reply.text(f"answer {n}") for n in range(1, 6)))
+    async with open_core(settings_for(database_url=postgres_url)) as core:
+        # Started in this order within one loop turn: nothing but arrival order decides.
+        runs = [asyncio.create_task(collect(core.router, f"message {n}")) for n in range(1, 6)]
+        await asyncio.gather(*runs)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        stored = [row["text"] for row in await conn.fetch("SELECT text FROM turns ORDER BY id")]
+    finally:
+        await conn.close()
+    assert stored == [f"message {n}" for n in range(1, 6)]
+    last = answers(llm_server)[-1]
+    assert last == [*(x for n in range(1, 5) for x in (f"message {n}", f"answer {n}")), "message 5"]

@@ -216,19 +216,19 @@ async def test_a_replica_sees_what_another_replica_added_before_its_turn(replica
     on_a, on_b = SessionManager(a, counter), SessionManager(b, counter)
     state_a, state_b = await on_a.get(REF), await on_b.get(REF)
     t1 = await a.add_turn(state_a.id, REF, "U1", "hello", "e1")
-    async with state_a.lock, on_a.turn_slot(state_a, t1):
+    async with on_a.turn_slot(state_a, t1):
         await on_a.append(
             state_a, [Message.user("hello"), Message.assistant("hi!")], turn_id=t1.id, turn_status="done"
         )
     t2 = await b.add_turn(state_b.id, REF, "U1", "again", "e2")
     assert state_b.messages() == []  # b's copy is stale until its turn starts
-    async with state_b.lock, on_b.turn_slot(state_b, t2):
+    async with on_b.turn_slot(state_b, t2):
         assert [m.text for m in state_b.messages()] == ["hello", "hi!"]
         await b.set_turn_status(t2.id, "done")
     await on_a.set_model(REF, "openai:gpt-5.4-mini")
     await b.start_new_session(REF)  # `new` on replica b
     t3 = await a.add_turn(state_a.id, REF, "U1", "fresh start?", "e3")
-    async with state_a.lock, on_a.turn_slot(state_a, t3):
+    async with on_a.turn_slot(state_a, t3):
         assert state_a.messages() == [] and state_a.record.model is None
         assert state_a.id != t1.session_id
 

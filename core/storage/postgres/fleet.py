@@ -7,13 +7,15 @@ Each process opens one extra connection (the "fleet connection") and keeps it fo
   alive?" is a lookup in pg_locks, and when a replica crashes the server drops its locks by itself.
 - On it, the process takes a per-conversation advisory lock while a turn runs, so two replicas never
   run turns of one conversation at the same time. Advisory locks are per connection and re-entrant, so
-  one connection can hold the locks of every conversation this process is running, and a local lock per
-  conversation keeps two coroutines of this process from sharing one.
+  one connection can hold the locks of every conversation this process is running, and the process
+  picks its one holder per conversation itself (its oldest waiting turn).
 - It LISTENs on a channel on which a released conversation is announced, so a replica waiting for it
   wakes at once; a slow poll covers what a notification cannot (a holder that crashed).
 
-Order: a turn runs only when no older turn of its conversation is still waiting (pending) in another
-live replica, so messages sent to two replicas one after the other are answered in that order.
+Order: a turn runs only when no older turn of its conversation is still waiting (pending) in any live
+replica, this one included, so messages are answered in the order their turns were stored, whichever
+replicas took them. A turn never holds anything while it waits, so two replicas cannot wait for each
+other.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ SELECT CASE
     WHEN EXISTS (
         SELECT 1 FROM turns t
         WHERE t.conversation_key = $3 AND t.id < $4 AND t.status = 'pending'
-          AND t.owner <> $5 AND {OWNER_ALIVE_SQL}
+          AND {OWNER_ALIVE_SQL}
     ) THEN {_LOCKED_BUT_OLDER_WAITING}
     ELSE {_LOCKED}
 END"""
@@ -154,7 +156,7 @@ class Fleet:
         except ValueError:
             return
         if slot is not None:
-            slot.released.set()
+            slot.wake_next()
 
     def _on_stop(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         for handler in self.stop_handlers:
@@ -177,35 +179,50 @@ class Fleet:
     async def hold(self, key: str, turn_id: int) -> AsyncIterator[None]:
         slot_key = conversation_slot(key)
         slot = self._slots.setdefault(slot_key, _Slot())
-        slot.users += 1
+        wake = slot.waiters[turn_id] = asyncio.Event()
         try:
-            async with slot.local:
-                await self._acquire(key, slot_key, turn_id, slot.released)
-                try:
-                    yield
-                finally:
-                    await self._release(slot_key)
+            await self._acquire(key, slot_key, turn_id, slot, wake)
         finally:
-            slot.users -= 1
-            if slot.users == 0:
-                del self._slots[slot_key]
+            del slot.waiters[turn_id]
+            if not slot.held:
+                self._forget(slot_key, slot)
+        try:
+            yield
+        finally:
+            slot.held = False
+            await self._release(slot_key)
+            slot.wake_next()
+            self._forget(slot_key, slot)
 
-    async def _acquire(self, key: str, slot: int, turn_id: int, released: asyncio.Event) -> None:
+    async def _acquire(self, key: str, slot_key: int, turn_id: int, slot: _Slot, wake: asyncio.Event) -> None:
+        # Within this process only the oldest waiting turn asks the server (the advisory lock is per
+        # connection and re-entrant, so the process must pick its one holder itself); the server's
+        # answer then says whether an older turn of the conversation waits anywhere, this process
+        # included (one that has not reached this point yet).
         while True:
-            released.clear()  # before trying: a release announced from now on wakes the wait below
-            outcome = await self._try_lock(key, slot, turn_id)
-            if outcome == _LOCKED:
-                return
-            if outcome == _LOCKED_BUT_OLDER_WAITING:
-                await self._release(slot)  # give way to the older turn (and wake its replica)
+            wake.clear()
+            if not slot.held and turn_id == min(slot.waiters):
+                slot.held = True
+                try:
+                    outcome = await self._try_lock(key, slot_key, turn_id)
+                except BaseException:
+                    slot.held = False
+                    raise
+                if outcome == _LOCKED:
+                    return
+                slot.held = False
+                if outcome == _LOCKED_BUT_OLDER_WAITING:
+                    await self._release(slot_key)  # give way to the older turn (and wake its replica)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), POLL_S)
+                await asyncio.wait_for(wake.wait(), POLL_S)
+
+    def _forget(self, slot_key: int, slot: _Slot) -> None:
+        if not slot.waiters and not slot.held and self._slots.get(slot_key) is slot:
+            del self._slots[slot_key]
 
     async def _try_lock(self, key: str, slot: int, turn_id: int) -> int:
         # Shielded: if we are cancelled after the server granted the lock, it must still be released.
-        attempt = asyncio.ensure_future(
-            self._fetch(_TRY_LOCK, CONVERSATION_LOCK_CLASS, slot, key, turn_id, self.member)
-        )
+        attempt = asyncio.ensure_future(self._fetch(_TRY_LOCK, CONVERSATION_LOCK_CLASS, slot, key, turn_id))
         try:
             return int(await asyncio.shield(attempt))
         except asyncio.CancelledError:
@@ -229,9 +246,12 @@ class Fleet:
 
 
 class _Slot:
-    """A conversation slot as seen from this process: one holder at a time, and a wake-up event."""
+    """A conversation slot as seen from this process: its holder, and the turns waiting for it."""
 
     def __init__(self) -> None:
-        self.local = asyncio.Lock()
-        self.released = asyncio.Event()
-        self.users = 0
+        self.held = False
+        self.waiters: dict[int, asyncio.Event] = {}  # turn id -> its wake-up
+
+    def wake_next(self) -> None:
+        if self.waiters:
+            self.waiters[min(self.waiters)].set()
