@@ -150,6 +150,17 @@ async def test_a_newer_turn_waits_for_an_older_one_in_another_replica(replicas: 
     assert order == ["older", "newer"]
 
 
+async def test_within_one_replica_turns_run_in_turn_order_whoever_asks_first(replicas: Replicas) -> None:
+    (a,) = await replicas(1)
+    session = await a.current_session(REF)
+    turns = [await a.add_turn(session.id, REF, "U1", f"message {n}", f"e{n}") for n in range(3)]
+    order: list[str] = []
+    # The newest asks first, then the others: each waits for the turns stored before it.
+    runs = [asyncio.create_task(_hold(a, REF, t.id, order, t.text)) for t in reversed(turns)]
+    await asyncio.wait_for(asyncio.gather(*runs), 10)
+    assert order == ["message 0", "message 1", "message 2"]
+
+
 async def test_a_turn_stuck_running_in_a_live_replica_does_not_hold_the_conversation(
     replicas: Replicas,
 ) -> None:

@@ -182,10 +182,12 @@ class Fleet:
         wake = slot.waiters[turn_id] = asyncio.Event()
         try:
             await self._acquire(key, slot_key, turn_id, slot, wake)
-        finally:
+        except BaseException:
             del slot.waiters[turn_id]
-            if not slot.held:
-                self._forget(slot_key, slot)
+            slot.wake_next()  # if we were the oldest waiter, the next one may ask now
+            self._forget(slot_key, slot)
+            raise
+        del slot.waiters[turn_id]
         try:
             yield
         finally:
@@ -213,6 +215,8 @@ class Fleet:
                 slot.held = False
                 if outcome == _LOCKED_BUT_OLDER_WAITING:
                     await self._release(slot_key)  # give way to the older turn (and wake its replica)
+                if min(slot.waiters) != turn_id:
+                    slot.wake_next()  # an older turn of this process arrived while we asked
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), POLL_S)
 
