@@ -15,7 +15,7 @@ from adapters.console.adapter import ConsoleAdapter
 from bot.app import open_core
 from bot.config import Settings, SettingsError, load_settings
 from bot.logs import setup_logging
-from core.storage import StoreUnavailableError
+from core.storage import StoreUnavailableError, describe_database
 
 EXIT_CONFIG = 2
 
@@ -136,7 +136,11 @@ async def _run(settings: Settings) -> int:
         http.add_route("GET", "/metrics", metrics.handler)
         register_readiness(http, core.store, adapters, core.router)
         names = ", ".join(adapter.name for adapter in adapters)
-        print(f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port}.", file=sys.stderr)
+        print(
+            f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port};"
+            f" data in {describe_database(settings.database_url)}.",
+            file=sys.stderr,
+        )
         destinations = report_destinations(settings, adapters)
         reports = ReportScheduler(core.store, core.prices, ReportConfig.from_settings(settings), destinations)
         if destinations:

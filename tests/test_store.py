@@ -30,6 +30,7 @@ from core.storage import (
     ToolCallRecord,
     UsageRecord,
     UsageTotals,
+    describe_database,
     open_store,
     postgres_dsn_from_url,
     sqlite_path_from_url,
@@ -577,6 +578,18 @@ def test_postgres_urls_select_the_postgres_store(url: str) -> None:
     store = open_store(url, pool_size=3)
     assert isinstance(store, PostgresStore) and store.shared
     assert postgres_dsn_from_url(url).startswith("postgresql://bot")
+
+
+@pytest.mark.parametrize(
+    ("url", "described"),
+    [
+        ("postgresql://bot:hunter2@db.internal:6543/teammate", "PostgreSQL bot@db.internal:6543/teammate"),
+        ("postgres://db/bot", "PostgreSQL db/bot"),
+        ("sqlite:///data/bot.db", "SQLite data/bot.db"),
+    ],
+)
+def test_describe_database_never_shows_the_password(url: str, described: str) -> None:
+    assert describe_database(url) == described
 
 
 @pytest.mark.parametrize("url", ["postgresql://", "postgres://?sslmode=require"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from urllib.parse import urlsplit
 
 from core.storage.base import (
     SessionHead,
@@ -37,6 +38,7 @@ __all__ = [
     "UsageGroup",
     "UsageRecord",
     "UsageTotals",
+    "describe_database",
     "is_postgres_url",
     "open_store",
     "postgres_dsn_from_url",
@@ -60,6 +62,16 @@ def open_store(database_url: str, *, pool_size: int = 10) -> Store:
 
         return PostgresStore(postgres_dsn_from_url(database_url), pool_size=pool_size)
     return SQLiteStore(sqlite_path_from_url(database_url))
+
+
+def describe_database(database_url: str) -> str:
+    """Where the data lives, for startup lines and logs: never the password."""
+    if is_postgres_url(database_url):
+        parts = urlsplit(postgres_dsn_from_url(database_url))
+        user = f"{parts.username}@" if parts.username else ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"PostgreSQL {user}{parts.hostname or 'localhost'}{port}{parts.path}"
+    return f"SQLite {sqlite_path_from_url(database_url)}"
 
 
 def is_postgres_url(database_url: str) -> bool:
