@@ -13,8 +13,8 @@ from bot.app import open_core
 from bot.config import Settings
 from core.budget import BudgetGuard, BudgetPolicy, BudgetWarning
 from core.events import Refused, TurnDone
+from core.storage import Store, open_store
 from core.storage.base import UsageRecord
-from core.storage.sqlite import SQLiteStore
 from tests.corekit import collect, done, message, of_type
 from tests.fakes.llm_server import FakeLLMServer, Reply, Usage
 
@@ -78,15 +78,18 @@ async def test_budget_is_checked_before_each_step_of_a_turn(
     assert len(llm_server.requests) == 1  # the second step was never sent
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(str(tmp_path / "budget.db"))
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "postgres":
+        store = open_store(str(request.getfixturevalue("postgres_url")))
+    else:
+        store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
     await store.open()
     yield store
     await store.close()
 
 
-async def spend(store: SQLiteStore, at: datetime, cost: float, user: str = "alice") -> None:
+async def spend(store: Store, at: datetime, cost: float, user: str = "alice") -> None:
     await store.record_usage(
         UsageRecord(
             ts=at,
@@ -115,7 +118,7 @@ class Clock:
         return self.now
 
 
-async def test_budget_resets_at_midnight_in_the_report_timezone(store: SQLiteStore) -> None:
+async def test_budget_resets_at_midnight_in_the_report_timezone(store: Store) -> None:
     # 23:30 in New York on 3 March is 04:30 UTC on 4 March: it still counts for 3 March there.
     clock = Clock(datetime(2026, 3, 4, 4, 30, tzinfo=UTC))
     policy = BudgetPolicy(timezone="America/New_York", user_cap_usd=1.0)
@@ -131,7 +134,7 @@ async def test_budget_resets_at_midnight_in_the_report_timezone(store: SQLiteSto
     assert guard.today() == date(2026, 3, 4)
 
 
-async def test_team_warning_fires_once_when_passing_80_percent(store: SQLiteStore) -> None:
+async def test_team_warning_fires_once_when_passing_80_percent(store: Store) -> None:
     clock = Clock(datetime(2026, 3, 4, 12, 0, tzinfo=UTC))
     guard = BudgetGuard(store, BudgetPolicy(total_cap_usd=10.0), clock=clock)
     warnings: list[BudgetWarning] = []

@@ -27,8 +27,8 @@ from core.budget import BudgetWarning
 from core.models import PriceTable
 from core.render import Capabilities
 from core.reports.model import DailyReport
+from core.storage import open_store
 from core.storage.base import Store, UsageRecord
-from core.storage.sqlite import SQLiteStore
 from tests.fakes.llm_server import FakeLLMServer
 
 TZ = "Europe/Berlin"
@@ -71,9 +71,17 @@ class ReportAdapter:
         return [day for _, day, _, _ in self.reports]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every scheduler test runs on both stores: replicas share the report claims through PostgreSQL."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    store = SQLiteStore(str(tmp_path / "bot.db"))
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = open_store(database_url)
     await store.open()
     yield store
     await store.close()
@@ -106,7 +114,7 @@ async def no_chart(report: DailyReport) -> bytes | None:
 
 
 def scheduler(
-    store: SQLiteStore,
+    store: Store,
     *adapters: ReportAdapter,
     now: datetime = NOW,
     post_empty: bool = False,
@@ -128,7 +136,7 @@ def days_before(n: int) -> date:
     return TODAY - timedelta(days=n)
 
 
-async def test_first_start_posts_just_yesterday_with_the_real_chart(store: SQLiteStore) -> None:
+async def test_first_start_posts_just_yesterday_with_the_real_chart(store: Store) -> None:
     await seed(store, days_before(3), days_before(2), days_before(1))
     slack = ReportAdapter("slack")
     posted = await scheduler(store, slack, render=None).post_due()
@@ -138,7 +146,7 @@ async def test_first_start_posts_just_yesterday_with_the_real_chart(store: SQLit
     assert chart is not None and chart.startswith(b"\x89PNG\r\n\x1a\n")
 
 
-async def test_catch_up_after_two_missed_days_oldest_first(store: SQLiteStore) -> None:
+async def test_catch_up_after_two_missed_days_oldest_first(store: Store) -> None:
     await seed(store, days_before(3), days_before(2), days_before(1))
     slack, telegram = ReportAdapter("slack"), ReportAdapter("telegram")
     for adapter in (slack, telegram):
@@ -149,7 +157,7 @@ async def test_catch_up_after_two_missed_days_oldest_first(store: SQLiteStore) -
     assert await store.last_reported_day("slack:D-slack") == days_before(1)
 
 
-async def test_yesterday_is_not_due_before_the_report_time(store: SQLiteStore) -> None:
+async def test_yesterday_is_not_due_before_the_report_time(store: Store) -> None:
     await seed(store, days_before(2), days_before(1))
     slack = ReportAdapter("slack")
     early = NOW - timedelta(hours=2)  # 08:00 Berlin
@@ -159,12 +167,12 @@ async def test_yesterday_is_not_due_before_the_report_time(store: SQLiteStore) -
     assert slack.days == [days_before(2), days_before(1)]
 
 
-async def test_no_duplicate_across_a_restart(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_no_duplicate_across_a_restart(store: Store, database_url: str) -> None:
     await seed(store, days_before(1))
     slack = ReportAdapter("slack")
     await scheduler(store, slack).post_due()
     await store.close()
-    restarted = SQLiteStore(str(tmp_path / "bot.db"))
+    restarted = open_store(database_url)
     await restarted.open()
     try:
         assert await scheduler(restarted, slack).post_due() == []
@@ -174,9 +182,9 @@ async def test_no_duplicate_across_a_restart(store: SQLiteStore, tmp_path: Path)
     assert slack.days == [days_before(1)]
 
 
-async def test_two_schedulers_sharing_one_database_post_once(store: SQLiteStore, tmp_path: Path) -> None:
+async def test_two_schedulers_sharing_one_database_post_once(store: Store, database_url: str) -> None:
     await seed(store, days_before(3), days_before(2), days_before(1))
-    replica = SQLiteStore(str(tmp_path / "bot.db"))
+    replica = open_store(database_url)
     await replica.open()
     slack_a, slack_b = ReportAdapter("slack"), ReportAdapter("slack")
     try:
@@ -192,7 +200,7 @@ async def test_two_schedulers_sharing_one_database_post_once(store: SQLiteStore,
     assert sorted(slack_a.days + slack_b.days) == [days_before(3), days_before(2), days_before(1)]
 
 
-async def test_empty_days_are_skipped_unless_configured(store: SQLiteStore) -> None:
+async def test_empty_days_are_skipped_unless_configured(store: Store) -> None:
     await seed(store, days_before(3))
     quiet, loud = ReportAdapter("slack"), ReportAdapter("discord")
     for name in ("slack", "discord"):
@@ -205,7 +213,7 @@ async def test_empty_days_are_skipped_unless_configured(store: SQLiteStore) -> N
     assert [empty for _, _, empty, _ in loud.reports] == [False, True, True]
 
 
-async def test_a_failed_post_is_released_and_retried_in_order(store: SQLiteStore) -> None:
+async def test_a_failed_post_is_released_and_retried_in_order(store: Store) -> None:
     await seed(store, days_before(2), days_before(1))
     flaky, steady = ReportAdapter("slack", fail_next=1), ReportAdapter("telegram")
     for name in ("slack", "telegram"):
@@ -220,7 +228,7 @@ async def test_a_failed_post_is_released_and_retried_in_order(store: SQLiteStore
     assert steady.days == [days_before(2), days_before(1)]
 
 
-async def test_post_now_reposts_and_the_scheduler_then_skips_the_day(store: SQLiteStore) -> None:
+async def test_post_now_reposts_and_the_scheduler_then_skips_the_day(store: Store) -> None:
     await seed(store, days_before(1))
     slack = ReportAdapter("slack")
     job = scheduler(store, slack)
@@ -230,9 +238,7 @@ async def test_post_now_reposts_and_the_scheduler_then_skips_the_day(store: SQLi
     assert slack.days == [days_before(1), days_before(1)]
 
 
-async def test_budget_warning_is_announced_once_per_day_and_destination(
-    store: SQLiteStore, tmp_path: Path
-) -> None:
+async def test_budget_warning_is_announced_once_per_day_and_destination(store: Store, tmp_path: Path) -> None:
     slack, telegram = ReportAdapter("slack"), ReportAdapter("telegram", fail_next=0)
     warning = BudgetWarning(TODAY, 8.5, 10.0)
     await scheduler(store, slack, telegram).announce(warning)
@@ -245,7 +251,7 @@ async def test_budget_warning_is_announced_once_per_day_and_destination(
     assert await store.last_reported_day("slack:D-slack") is None
 
 
-async def test_cron_job_runs_at_report_time_with_a_generous_grace(store: SQLiteStore) -> None:
+async def test_cron_job_runs_at_report_time_with_a_generous_grace(store: Store) -> None:
     job = scheduler(store, ReportAdapter("slack"))
     aps = job.start()
     try:
