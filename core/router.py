@@ -19,6 +19,7 @@ from core.commands import CommandContext, ParsedCommand, parse_command, run_comm
 from core.conversation import Message
 from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnFailed
 from core.inbound import ConversationRef, InboundMessage
+from core.links import MessageLinks
 from core.locks import KeyedLocks
 from core.models import PriceTable
 from core.providers.pool import ProviderPool
@@ -69,6 +70,7 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True  # False while draining for shutdown: new messages are turned away
         self._arrivals = KeyedLocks()
+        self.links = MessageLinks(store)  # conversations of platform messages (Telegram reply chains)
 
     async def handle(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
         if message.sender.is_bot:
@@ -221,3 +223,4 @@ class Router:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.links.flush()

@@ -153,9 +153,20 @@ class PostgresServer:
     def drop_database(self, url: str) -> None:
         self._admin(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
 
+    async def _connect_admin(self, timeout_s: float = 30.0) -> asyncpg.Connection:
+        """Connect, waiting out "the database system is starting up" (it accepts before it is ready)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                return await asyncpg.connect(self.admin_url)
+            except asyncpg.CannotConnectNowError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.05)
+
     def _admin(self, *statements: str) -> None:
         async def run() -> None:
-            admin = await asyncpg.connect(self.admin_url)
+            admin = await self._connect_admin()
             try:
                 for statement in statements:
                     await admin.execute(statement)

@@ -275,6 +275,20 @@ async def test_claim_event_survives_reopen(make_store: StoreFactory) -> None:
 # Sessions
 
 
+async def test_message_links_round_trip_update_and_survive_reopen(make_store: StoreFactory) -> None:
+    async with opened(make_store) as first:
+        assert await first.linked_thread("telegram", "-100", "55") is None
+        await first.link_message("telegram", "-100", "55", "7")
+        await first.link_message("telegram", "-100", "56", "7")
+        await first.link_message("telegram", "-100", "56", "9")  # linked again: the latest wins
+        await first.link_message("telegram", "-200", "55", "1")  # another chat
+    async with opened(make_store) as second:
+        assert await second.linked_thread("telegram", "-100", "55") == "7"
+        assert await second.linked_thread("telegram", "-100", "56") == "9"
+        assert await second.linked_thread("telegram", "-200", "55") == "1"
+        assert await second.linked_thread("slack", "-100", "55") is None
+
+
 async def test_current_session_is_race_safe(store: Store) -> None:
     sessions = await asyncio.gather(*(store.current_session(REF) for _ in range(20)))
     assert len({s.id for s in sessions}) == 1

@@ -229,6 +229,22 @@ async def test_group_mention_and_reply_to_the_bot_continue_one_conversation(
         assert len(llm_server.bodies("anthropic")[-1]["messages"]) == 1
 
 
+async def test_a_reply_continues_its_conversation_after_a_restart_and_on_another_replica(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    group = fake.group(GROUP)
+    settings = settings_for()
+    async with running_bot(fake, settings):  # the bot that answered first...
+        fake.user_says(group, f"@{BOT_USERNAME} what is the plan?")
+        await final_texts(fake, GROUP, [shows("echo: what is the plan?")])
+    answer = fake.bot_messages(GROUP)[0]
+    async with running_bot(fake, settings):  # ...is gone; a fresh process gets the reply
+        fake.user_says(group, "and after that?", reply_to=answer.message_id)
+        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 2)
+    history = llm_server.bodies("anthropic")[-1]["messages"]
+    assert len(history) == 3  # the first exchange came along: the same conversation
+
+
 async def test_forum_topic_is_its_own_conversation(
     fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
 ) -> None:

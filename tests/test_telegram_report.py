@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import date
 
@@ -20,6 +20,7 @@ from adapters.telegram.report import (
     parse_destination,
     report_html,
 )
+from bot.app import open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
@@ -82,10 +83,18 @@ def sample_report(**changes: object) -> DailyReport:
     return replace(report, **changes)  # type: ignore[arg-type]
 
 
-def idle_adapter(fake: FakeTelegram) -> TelegramAdapter:
-    """An adapter that was never started: posting must work without run() (e.g. `bot report --post`)."""
-    context = AdapterContext(router=None, routes=HttpServer("127.0.0.1", free_port()))  # type: ignore[arg-type]
-    return TelegramAdapter(telegram_settings(fake), context)
+@pytest.fixture
+async def idle_adapter(
+    fake: FakeTelegram, settings_for: SettingsFor
+) -> AsyncIterator[Callable[[], TelegramAdapter]]:
+    """Adapters that are never started: posting must work without run() (e.g. `bot report --post`)."""
+    async with open_core(settings_for()) as core:
+
+        def make() -> TelegramAdapter:
+            context = AdapterContext(core.router, HttpServer("127.0.0.1", free_port()))
+            return TelegramAdapter(telegram_settings(fake), context)
+
+        yield make
 
 
 async def test_a_report_is_an_html_message_with_the_chart_as_a_photo_replying_to_it(
@@ -119,9 +128,10 @@ async def test_a_report_is_an_html_message_with_the_chart_as_a_photo_replying_to
 
 async def test_posting_without_a_running_adapter_uses_a_send_only_bot_that_never_polls(
     fake: FakeTelegram,
+    idle_adapter: Callable[[], TelegramAdapter],
 ) -> None:
     fake.channel(CHANNEL, username="team_news")
-    adapter = idle_adapter(fake)
+    adapter = idle_adapter()
     await adapter.post_report("@team_news", sample_report(previous=None, budget=None), None)
     await adapter.post_announcement("@team_news", "**Heads up:** the team used *80%* of today's $20.00 cap.")
     report, announcement = fake.bot_messages(CHANNEL)
@@ -133,7 +143,9 @@ async def test_posting_without_a_running_adapter_uses_a_send_only_bot_that_never
     assert "getUpdates" not in methods and "setWebhook" not in methods and "getMe" in methods
 
 
-async def test_a_long_report_is_trimmed_to_fit_and_an_empty_day_says_so(fake: FakeTelegram) -> None:
+async def test_a_long_report_is_trimmed_to_fit_and_an_empty_day_says_so(
+    fake: FakeTelegram, idle_adapter: Callable[[], TelegramAdapter]
+) -> None:
     many = [
         Breakdown(f"slack:C{i:04d}-" + "x" * 80, totals(12_345.6 + i, 123_456, 12_345_678)) for i in range(60)
     ]
@@ -145,7 +157,7 @@ async def test_a_long_report_is_trimmed_to_fit_and_an_empty_day_says_so(fake: Fa
     assert "x" * 80 not in markup  # long keys are shortened
     assert "… and 57 more" in parse_html(fit_report_html(big, limit=2500))  # three rows each
     fake.group(GROUP)
-    adapter = idle_adapter(fake)
+    adapter = idle_adapter()
     await adapter.post_report(str(GROUP), big, png())
     empty = sample_report(
         totals=Totals(), previous=None, by_platform=[], by_model=[], by_channel=[], top_users=[]
@@ -158,9 +170,10 @@ async def test_a_long_report_is_trimmed_to_fit_and_an_empty_day_says_so(fake: Fa
 
 async def test_a_failed_report_raises_so_it_is_retried_but_a_failed_chart_does_not(
     fake: FakeTelegram,
+    idle_adapter: Callable[[], TelegramAdapter],
 ) -> None:
     fake.group(GROUP)
-    adapter = idle_adapter(fake)
+    adapter = idle_adapter()
     fake.script_failure("sendPhoto", retry_after=None, description="IMAGE_PROCESS_FAILED")
     await adapter.post_report(str(GROUP), sample_report(), png())  # the report counts as posted
     assert [m.photo for m in fake.bot_messages(GROUP)] == [None]
@@ -171,11 +184,13 @@ async def test_a_failed_report_raises_so_it_is_retried_but_a_failed_chart_does_n
         await adapter.post_report("general", sample_report(), None)
 
 
-async def test_flood_waits_entity_fallback_and_forum_topics(fake: FakeTelegram) -> None:
+async def test_flood_waits_entity_fallback_and_forum_topics(
+    fake: FakeTelegram, idle_adapter: Callable[[], TelegramAdapter]
+) -> None:
     forum = fake.group(GROUP, forum=True)
     topic = fake.open_topic(forum, fake.user(ALICE))
     assert parse_destination(f"{GROUP}:{topic}") == (GROUP, topic)
-    adapter = idle_adapter(fake)
+    adapter = idle_adapter()
     fake.script_failure("sendMessage", retry_after=1)  # a 429: waited out, then posted
     fake.script_failure("sendMessage", retry_after=None, description="can't parse entities: bad tag")
     await adapter.post_report(f"{GROUP}:{topic}", sample_report(), png())

@@ -76,7 +76,7 @@ class TelegramAdapter:
             max_retries=3,
             on_rate_limited=self._rate_limited,
         )
-        self._chains = ReplyChains()
+        self._chains = ReplyChains(context.router.links)
         self._recent: OrderedDict[str, None] = OrderedDict()  # cheap pre-check before the store's claim
         self._answering: set[asyncio.Task[Any]] = set()
         self._albums: dict[tuple[int, str], list[Update]] = {}  # albums being gathered
@@ -228,6 +228,9 @@ class TelegramAdapter:
         assert self._me is not None
         # The album's caption (its text, mentions included) is on one of its messages.
         primary = next((u for u in updates if u.message and u.message.caption), updates[0])
+        replied = primary.message.reply_to_message if primary.message else None
+        if replied is not None:  # a reply may continue a conversation another replica (or run) began
+            await self._chains.prefetch(replied.chat.id, replied.message_id)
         addressed = parse_update(primary, self._me, self._chains)
         if addressed is None or self._seen(addressed.message.event_id):
             return

@@ -8,7 +8,6 @@ that started it), and a forum topic is one conversation as a whole.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from telegram import Message, MessageEntity, Update
@@ -16,6 +15,7 @@ from telegram.constants import ChatType
 
 from core.commands import COMMANDS
 from core.inbound import ConversationRef, InboundMessage, Sender
+from core.links import MessageLinks
 
 PLATFORM = "telegram"
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?:\s|$)")
@@ -47,22 +47,23 @@ class BotIdentity:
 class ReplyChains:
     """Which conversation each of the bot's group messages belongs to, so a reply continues it.
 
-    Kept in memory (bounded): Telegram does not nest reply_to_message, so the chain root of an old
-    message cannot be recovered from an update. After a restart, a reply to an older bot message starts
-    a conversation rooted at that message, which then continues normally.
+    Telegram does not nest reply_to_message, so the chain root of an earlier message cannot be recovered
+    from an update: the core's message links remember it (in memory, and in the store so a reply
+    continues its conversation after a restart and on any replica). `prefetch` loads a link from the
+    store before the (synchronous) parsing needs it.
     """
 
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._roots: OrderedDict[tuple[int, int], str] = OrderedDict()
-        self._capacity = capacity
+    def __init__(self, links: MessageLinks | None = None) -> None:
+        self._links = links if links is not None else MessageLinks(None)
 
     def link(self, chat_id: int, message_id: int, root: str) -> None:
-        self._roots[(chat_id, message_id)] = root
-        if len(self._roots) > self._capacity:
-            self._roots.popitem(last=False)
+        self._links.link(PLATFORM, str(chat_id), str(message_id), root)
+
+    async def prefetch(self, chat_id: int, message_id: int) -> None:
+        await self._links.thread_of(PLATFORM, str(chat_id), str(message_id))
 
     def root_of(self, chat_id: int, message_id: int) -> str:
-        return self._roots.get((chat_id, message_id), str(message_id))
+        return self._links.cached(PLATFORM, str(chat_id), str(message_id)) or str(message_id)
 
 
 def parse_update(update: Update, me: BotIdentity, chains: ReplyChains) -> Addressed | None:

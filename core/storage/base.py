@@ -160,6 +160,15 @@ class Store(Protocol):
         Returns how many were removed."""
         ...
 
+    # Message links
+    async def link_message(self, platform: str, chat: str, message_id: str, thread: str) -> None:
+        """Remember that a platform message belongs to conversation thread `thread` of `chat`."""
+        ...
+
+    async def linked_thread(self, platform: str, chat: str, message_id: str) -> str | None:
+        """The thread a message was linked to (None: never linked)."""
+        ...
+
     # Sessions
     async def current_session(self, ref: ConversationRef) -> SessionRecord:
         """The open session for this conversation, created if there is none."""

@@ -200,10 +200,27 @@ _FLEET: tuple[str, ...] = (
     " WHERE status IN ('pending', 'running')",
 )
 
+_LINKS: tuple[str, ...] = (
+    # Which conversation a platform message belongs to, where the platform does not say so itself
+    # (a Telegram reply to one of the bot's group messages): kept in the database so replies continue
+    # their conversation after a restart and on any replica.
+    """
+    CREATE TABLE message_links (
+        platform   TEXT NOT NULL,
+        chat       TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        thread     TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (platform, chat, message_id)
+    ) WITHOUT ROWID
+    """,
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "reports: posted days, usage rollup", _REPORTS),
     Migration(3, "fleet: turn owners, conversation order", _FLEET),
+    Migration(4, "message links: reply chains", _LINKS),
 )
 
 _VERSION_TABLE = """

@@ -140,7 +140,10 @@ class SQLiteStore:
             try:
                 if writer is not None:
                     await writer.close()  # queued writes land before the connection closes
-                await conn.execute("PRAGMA optimize")  # cheap; keeps planner statistics fresh
+                try:
+                    await conn.execute("PRAGMA optimize")  # cheap; keeps planner statistics fresh
+                except sqlite3.OperationalError:  # another process holds the file: skip, it is optional
+                    log.debug("PRAGMA optimize skipped: database busy")
             finally:
                 await conn.close()
 
@@ -175,6 +178,16 @@ class SQLiteStore:
     async def prune_events(self, older_than: datetime) -> int:
         params = (to_epoch(older_than),)
         return await self._write(lambda c: _changed(c, "DELETE FROM events_seen WHERE seen_at < ?", params))
+
+    # Message links
+
+    async def link_message(self, platform: str, chat: str, message_id: str, thread: str) -> None:
+        params = (platform, chat, message_id, thread, time.time())
+        await self._write(lambda c: _changed(c, q.LINK_MESSAGE_SQL, params))
+
+    async def linked_thread(self, platform: str, chat: str, message_id: str) -> str | None:
+        rows = await self._read(q.LINKED_THREAD_SQL, (platform, chat, message_id))
+        return str(rows[0][0]) if rows else None
 
     # Sessions
 

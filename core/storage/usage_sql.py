@@ -1,4 +1,5 @@
-"""Report SQL shared by both backends: grouped usage, conversations, tool totals, report claims.
+"""SQL shared by both backends: grouped usage, conversations, tool totals, report and event claims,
+message links.
 
 Written in the SQL that SQLite and PostgreSQL both speak, with `?` placeholders (the PostgreSQL store
 numbers them with `numbered`). Timestamps are epoch seconds in both schemas, so the bucket arithmetic
@@ -178,3 +179,12 @@ def numbered(sql: str) -> str:
     """`?` placeholders as PostgreSQL's `$1, $2, ...` (the shared SQL holds no literal question marks)."""
     counter = iter(range(1, 10_000))
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+LINK_MESSAGE_SQL: Final = (
+    "INSERT INTO message_links (platform, chat, message_id, thread, created_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (platform, chat, message_id) DO UPDATE SET thread = excluded.thread"
+)
+LINKED_THREAD_SQL: Final = (
+    "SELECT thread FROM message_links WHERE platform = ? AND chat = ? AND message_id = ?"
+)

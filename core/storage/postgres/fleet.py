@@ -47,6 +47,11 @@ EXISTS (
       AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 )"""
 
+_END_STALE_MEMBER = """
+SELECT pg_terminate_backend(pid) FROM pg_locks
+WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND pid <> pg_backend_pid()
+"""
+
 _RUNNING_ELSEWHERE = f"""
 SELECT EXISTS (
     SELECT 1 FROM turns t
@@ -102,11 +107,15 @@ class Fleet:
     async def _attach(self) -> None:
         conn = await self._connect()
         try:
-            await conn.execute("SELECT pg_advisory_lock($1, $2)", MEMBER_LOCK_CLASS, self.member)
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", MEMBER_LOCK_CLASS, self.member):
+                # Our previous fleet connection is gone on our side but its server process still holds
+                # the member lock: end it (the role may end its own sessions), then take the lock.
+                await conn.execute(_END_STALE_MEMBER, MEMBER_LOCK_CLASS, self.member)
+                await conn.execute("SELECT pg_advisory_lock($1, $2)", MEMBER_LOCK_CLASS, self.member)
             await conn.add_listener(RELEASED_CHANNEL, self._on_released)
             await conn.add_listener(STOP_CHANNEL, self._on_stop)
         except BaseException:
-            await conn.close()
+            conn.terminate()
             raise
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
@@ -114,7 +123,10 @@ class Fleet:
     @property
     def attached(self) -> bool:
         """Connected to the fleet (false while reconnecting after a lost connection)."""
-        return self._conn is not None and not self._conn.is_closed()
+        conn = self._conn
+        if conn is not None and conn.is_closed():
+            self._drop(conn)  # it died without telling us: reattach
+        return self._conn is not None
 
     async def close(self) -> None:
         self._closing = True
@@ -128,24 +140,31 @@ class Fleet:
             await conn.close()  # the server drops this process's member and conversation locks
 
     def _on_lost(self, conn: Any) -> None:
-        if self._closing or conn is not self._conn:
-            return
-        # Our locks are gone with the connection: another replica may now take over our conversations.
-        log.error("lost the PostgreSQL fleet connection; reconnecting (member %d)", self.member)
-        self._conn = None
-        self._reconnect = asyncio.get_running_loop().create_task(self._reattach())
+        if not self._closing and conn is self._conn:
+            # Our locks are gone with the connection: another replica may now take over our conversations.
+            log.error("lost the PostgreSQL fleet connection; reconnecting (member %d)", self.member)
+            self._drop(conn)
+
+    def _drop(self, conn: Any) -> None:
+        """Give up an unusable fleet connection (the server releases its locks with it) and reattach."""
+        if conn is self._conn:
+            self._conn = None
+        if not conn.is_closed():
+            conn.terminate()
+        if not self._closing and (self._reconnect is None or self._reconnect.done()):
+            self._reconnect = asyncio.get_running_loop().create_task(self._reattach())
 
     async def _reattach(self) -> None:
-        delay = 0.5
+        delay = 0.2
         while not self._closing:
             try:
                 await self._attach()
                 log.info("fleet connection restored (member %d)", self.member)
                 return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except Exception as error:  # the server may be restarting: keep trying
                 log.warning("fleet reconnect failed (%s); retrying in %.1fs", type(error).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                delay = min(delay * 2, 5.0)
 
     def _on_released(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
         slot_text, _, member = str(payload).partition(":")
@@ -171,9 +190,17 @@ class Fleet:
 
     async def _fetch(self, sql: str, *args: Any) -> Any:
         async with self._conn_lock:
-            if self._conn is None:
+            conn = self._conn
+            if conn is None or conn.is_closed():
+                if conn is not None:
+                    self._drop(conn)
                 raise ConnectionError("the PostgreSQL fleet connection is down; reconnecting")
-            return await self._conn.fetchval(sql, *args)
+            try:
+                return await conn.fetchval(sql, *args)
+            except (OSError, asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+                # The connection itself failed (not the statement): its locks cannot be trusted.
+                self._drop(conn)
+                raise ConnectionError("the PostgreSQL fleet connection failed; reconnecting") from error
 
     @asynccontextmanager
     async def hold(self, key: str, turn_id: int) -> AsyncIterator[None]:
@@ -244,8 +271,8 @@ class Fleet:
                     *(CONVERSATION_LOCK_CLASS, slot, RELEASED_CHANNEL, f"{slot}:{self.member}"),
                 )
             )
-        except (ConnectionError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            # The connection went away, and the server released the lock with it.
+        except (ConnectionError, asyncpg.PostgresError):
+            # The connection went away (and was dropped), and the server released the lock with it.
             log.warning("could not release conversation slot %d cleanly", slot, exc_info=True)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeAlias
 from asyncpg import Connection
 from asyncpg.pool import PoolConnectionProxy
 
+from core.storage.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from core.storage.migrations import Migration, SchemaTooNewError
 from core.storage.usage_sql import ROLLUP_BUCKET_SECONDS, ROLLUPS, SUM_COLUMNS
 
@@ -184,10 +185,23 @@ _FLEET: tuple[str, ...] = (
     " WHERE status IN ('pending', 'running')",
 )
 
-MIGRATIONS: Final[tuple[Migration, ...]] = (
-    Migration(1, "initial schema", _INITIAL),
-    Migration(2, "reports: posted days, usage rollup", _REPORTS),
-    Migration(3, "fleet: turn owners, conversation order", _FLEET),
+_LINKS: tuple[str, ...] = (
+    """
+    CREATE TABLE message_links (
+        platform   TEXT NOT NULL,
+        chat       TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        thread     TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (platform, chat, message_id)
+    )
+    """,
+)
+
+# The same versions and names as SQLite's (defined there once), with PostgreSQL's statements.
+MIGRATIONS: Final[tuple[Migration, ...]] = tuple(
+    Migration(sqlite.version, sqlite.name, statements)
+    for sqlite, statements in zip(SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS), strict=True)
 )
 
 # Advisory lock keys (two-int form: class, key). The classes keep this app's locks apart from anyone

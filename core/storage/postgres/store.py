@@ -105,6 +105,8 @@ _INSERT_TOOL_CALL = (
     " VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
 _CLAIM_EVENT = q.numbered(q.CLAIM_EVENT_SQL)
+_LINK_MESSAGE = q.numbered(q.LINK_MESSAGE_SQL)
+_LINKED_THREAD = q.numbered(q.LINKED_THREAD_SQL)
 _CLAIM_REPORT = q.numbered(q.CLAIM_REPORT_SQL)
 _RELEASE_REPORT = q.numbered(q.RELEASE_REPORT_SQL)
 _LAST_REPORTED = q.numbered(q.LAST_REPORTED_SQL)
@@ -161,7 +163,12 @@ class PostgresStore:
 
     async def ready(self) -> bool:
         # Without the fleet connection this process can neither order turns nor prove it is alive.
-        return self._fleet_member().attached and await self._db().fetchval("SELECT 1") == 1
+        if not self._fleet_member().attached:
+            return False
+        try:
+            return bool(await self._db().fetchval("SELECT 1") == 1)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
 
     @property
     def owner(self) -> int:
@@ -186,6 +193,15 @@ class PostgresStore:
     async def prune_events(self, older_than: datetime) -> int:
         status = await self._db().execute("DELETE FROM events_seen WHERE seen_at < $1", to_epoch(older_than))
         return _count(status)
+
+    # Message links
+
+    async def link_message(self, platform: str, chat: str, message_id: str, thread: str) -> None:
+        await self._db().execute(_LINK_MESSAGE, platform, chat, message_id, thread, time.time())
+
+    async def linked_thread(self, platform: str, chat: str, message_id: str) -> str | None:
+        value = await self._db().fetchval(_LINKED_THREAD, platform, chat, message_id)
+        return None if value is None else str(value)
 
     # Sessions
 
