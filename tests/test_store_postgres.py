@@ -31,6 +31,8 @@ from tests.pgserver import SKIP_POSTGRES, PostgresServer
 REF = ConversationRef("slack", "T1", "C1", "1700000000.0001")
 OTHER = ConversationRef("slack", "T1", "C1", "1700000000.0002")
 
+THIS_DATABASE = "database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
 Replicas = Callable[[int], Awaitable[list[PostgresStore]]]
 
 
@@ -201,7 +203,7 @@ async def test_a_lost_fleet_connection_releases_locks_and_reconnects(
         await run_sql(
             postgres_url,
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'"
-            f" AND objid = {a.owner} AND classid = {MEMBER_LOCK_CLASS}",
+            f" AND objid = {a.owner} AND classid = {MEMBER_LOCK_CLASS} AND {THIS_DATABASE}",
         )
         await a.set_turn_status(t1.id, "done")
         # The server dropped a's conversation lock with its connection: b is not held back by it.
@@ -256,7 +258,7 @@ async def _member_alive(url: str, member: int) -> bool:
     rows = await run_sql(
         url,
         f"SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = {MEMBER_LOCK_CLASS}"
-        f" AND objid = {member}",
+        f" AND objid = {member} AND {THIS_DATABASE}",
     )
     return bool(rows)
 

@@ -50,6 +50,7 @@ EXISTS (
 _END_STALE_MEMBER = """
 SELECT pg_terminate_backend(pid) FROM pg_locks
 WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND pid <> pg_backend_pid()
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
 
 _RUNNING_ELSEWHERE = f"""
@@ -58,11 +59,11 @@ SELECT EXISTS (
     WHERE t.conversation_key = $1 AND t.status = 'running' AND t.owner <> $2 AND {OWNER_ALIVE_SQL}
 )"""
 
-# Only *pending* older turns count: a turn runs while holding the conversation, so an older turn still
-# marked "running" while we hold it is one whose replica failed to record its end, and must not hold the
-# conversation back for good.
 # One round trip: take the conversation's lock if it is free, then look for an older waiting turn.
-# CASE evaluates its branches in order, so the lookup runs only once the lock is ours.
+# CASE evaluates its branches in order, so the lookup runs only once the lock is ours. Only *pending*
+# older turns count: a turn runs while holding the conversation, so an older turn still marked
+# "running" while we hold it is one whose replica failed to record its end, and must not hold the
+# conversation back for good.
 _NOT_LOCKED, _LOCKED, _LOCKED_BUT_OLDER_WAITING = 0, 1, 2
 _TRY_LOCK = f"""
 SELECT CASE
