@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from bot.config import Settings, load_settings
+from core.storage import Store, open_store
 from tests.fakes.llm_server import FakeLLMServer
 from tests.pgserver import INSTALL_HINT, SKIP_POSTGRES, PostgresServer
 
@@ -71,16 +72,32 @@ def settings_for(llm_server: FakeLLMServer, tmp_path: Path) -> Callable[..., Set
 # --- PostgreSQL ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One private PostgreSQL server for the whole run (see tests/pgserver.py)."""
+def started_postgres(*, private: bool = False) -> PostgresServer:
+    """A started server, or a skip (BOT_TEST_POSTGRES=skip) or a failure that says what to install."""
     if SKIP_POSTGRES:
         pytest.skip("BOT_TEST_POSTGRES=skip: PostgreSQL tests skipped on request")
-    server = PostgresServer()
+    server = PostgresServer(private=private)
     try:
         server.start()
     except (RuntimeError, OSError) as error:
         pytest.fail(f"cannot start PostgreSQL for the tests: {error}\n{INSTALL_HINT}", pytrace=False)
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL server for the whole run (see tests/pgserver.py)."""
+    server = started_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresServer]:
+    """A server of the test's own, for tests that stop and restart it."""
+    server = started_postgres(private=True)
     try:
         yield server
     finally:
@@ -95,3 +112,20 @@ def postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
         yield url
     finally:
         postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database on each backend: the test runs once on a SQLite file, once on PostgreSQL."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    """An opened store on `database_url` (test modules with their own `store` fixture override it)."""
+    opened = open_store(database_url)
+    await opened.open()
+    yield opened
+    await opened.close()

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import asyncpg
 
+from tests.ports import free_port
+
 INSTALL_HINT = (
     "PostgreSQL server binaries (initdb, postgres) not found: install them (Debian/Ubuntu: "
     "`apt-get install postgresql`), or set TEST_DATABASE_URL=postgresql://user@host:port/db for an "
@@ -49,12 +51,6 @@ def find_bindir() -> Path | None:
 def _version_key(path: str) -> tuple[int, ...]:
     version = Path(path).parent.parent.name
     return tuple(int(part) for part in version.split(".") if part.isdigit())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class PostgresServer:

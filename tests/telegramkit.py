@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from bot.http import HttpServer
 from core.adapter import AdapterContext
 from tests.corekit import RecordingObserver
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
+from tests.ports import free_port
 
 FAST = {"draft_interval": 0.05, "edit_interval": 0.05, "group_edit_interval": 0.05, "poll_timeout": 1}
 
@@ -40,12 +40,6 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
     finally:
         await server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def telegram_settings(fake: FakeTelegram, **values: Any) -> TelegramSettings:

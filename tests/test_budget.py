@@ -3,17 +3,14 @@ exempt, the whole bot's cap, the 80% warning, and the footer under answers."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from bot.app import open_core
 from bot.config import Settings
 from core.budget import BudgetGuard, BudgetPolicy, BudgetWarning
 from core.events import Refused, TurnDone
-from core.storage import Store, open_store
+from core.storage import Store
 from core.storage.base import UsageRecord
 from tests.corekit import collect, done, message, of_type
 from tests.fakes.llm_server import FakeLLMServer, Reply, Usage
@@ -76,17 +73,6 @@ async def test_budget_is_checked_before_each_step_of_a_turn(
     final = done(events)
     assert final.text.startswith("Let me compute.\n\nYour daily budget")
     assert len(llm_server.requests) == 1  # the second step was never sent
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        store = open_store(str(request.getfixturevalue("postgres_url")))
-    else:
-        store = open_store(f"sqlite:///{tmp_path / 'budget.db'}")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def spend(store: Store, at: datetime, cost: float, user: str = "alice") -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import socket
 from collections.abc import Callable
 
 import aiohttp
@@ -16,14 +15,9 @@ from bot.cli import _run
 from bot.config import Settings
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack, mention
+from tests.ports import free_port
 
 CHANNEL = "C0GENERAL"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -57,7 +51,7 @@ async def test_bot_run_shows_platform_429s_and_refused_replies_on_metrics(
         stream_interval=0.02,
         edit_interval=0.02,
     )
-    port = _free_port()
+    port = free_port()
     running = asyncio.create_task(_run(settings_for(http_host="127.0.0.1", http_port=port, slack=slack)))
     try:
         await _until_ready(port, running)

@@ -28,7 +28,7 @@ from core.events import CommandReply, TextDelta, TurnFailed
 from tests.corekit import collect, message
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.slack_server import BOT_TOKEN, BOT_USER, SIGNING_SECRET, FakeSlack, mention
-from tests.pgserver import free_port
+from tests.ports import free_port
 
 CHANNEL = "C0GENERAL"
 PLATFORM_PREFIXES = ("SLACK_", "TELEGRAM_", "DISCORD_")  # only the platform configured below runs

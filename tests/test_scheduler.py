@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-
-import pytest
 
 from bot.app import open_core
 from bot.config import Settings, load_settings
@@ -69,22 +67,6 @@ class ReportAdapter:
     @property
     def days(self) -> list[date]:
         return [day for _, day, _, _ in self.reports]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every scheduler test runs on both stores: replicas share the report claims through PostgreSQL."""
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'bot.db'}"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    store = open_store(database_url)
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def seed(store: Store, *days: date, hour_utc: int = 12) -> None:

@@ -37,6 +37,7 @@ from core.storage import (
 )
 from core.storage.migrations import MIGRATIONS, Migration, SchemaTooNewError, migrate
 from core.storage.postgres import PostgresStore
+from tests.ports import free_port
 
 StoreFactory = Callable[[], Store]
 
@@ -613,8 +614,6 @@ def test_postgres_url_without_host_or_database_is_refused(url: str) -> None:
 
 
 async def test_unreachable_postgres_is_a_readable_error_without_the_password() -> None:
-    from tests.pgserver import free_port
-
     store = open_store(f"postgresql://bot:hunter2@127.0.0.1:{free_port()}/bot")
     with pytest.raises(StoreUnavailableError) as info:
         await store.open()

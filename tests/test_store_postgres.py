@@ -26,7 +26,7 @@ from core.storage.postgres.schema import MIGRATIONS
 from core.tokens import TokenCounter
 from tests.corekit import collect, done
 from tests.fakes.llm_server import FakeLLMServer, Reply
-from tests.pgserver import SKIP_POSTGRES, PostgresServer
+from tests.pgserver import PostgresServer
 
 REF = ConversationRef("slack", "T1", "C1", "1700000000.0001")
 OTHER = ConversationRef("slack", "T1", "C1", "1700000000.0002")
@@ -267,30 +267,24 @@ async def _member_alive(url: str, member: int) -> bool:
 
 
 async def test_the_bot_says_so_while_the_database_is_down_and_recovers_after(
-    llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
+    llm_server: FakeLLMServer, settings_for: Callable[..., Settings], private_postgres: PostgresServer
 ) -> None:
-    if SKIP_POSTGRES:
-        pytest.skip("BOT_TEST_POSTGRES=skip: PostgreSQL tests skipped on request")
-    server = PostgresServer(private=True)  # its own server: this test stops it
-    await asyncio.to_thread(server.start)
-    try:
-        url = await asyncio.to_thread(server.new_database)
-        llm_server.script("anthropic", Reply.text("Before the outage."), Reply.text("After it."))
-        async with open_core(settings_for(database_url=url)) as core:
-            assert done(await collect(core.router, "first question")).text == "Before the outage."
-            await asyncio.to_thread(server.shut_down)
-            during = await collect(core.router, "anyone home?")
-            assert during == [TurnFailed("internal_error", BROKEN_REPLY)]
-            assert not await core.store.ready()  # /readyz: 503 while the database is away
-            await asyncio.to_thread(server.start_again)
-            for _ in range(100):
-                if await core.store.ready():
-                    break
-                await asyncio.sleep(0.1)
-            assert await core.store.ready()
-            after = await collect(core.router, "second question")
-        assert done(after).text == "After it."
-        history = [m["content"] for m in llm_server.bodies("anthropic")[-1]["messages"]]
-        assert len(history) == 3  # the first exchange survived the outage; the failed one left nothing
-    finally:
-        await asyncio.to_thread(server.stop)
+    server = private_postgres  # its own server: this test stops it
+    url = await asyncio.to_thread(server.new_database)
+    llm_server.script("anthropic", Reply.text("Before the outage."), Reply.text("After it."))
+    async with open_core(settings_for(database_url=url)) as core:
+        assert done(await collect(core.router, "first question")).text == "Before the outage."
+        await asyncio.to_thread(server.shut_down)
+        during = await collect(core.router, "anyone home?")
+        assert during == [TurnFailed("internal_error", BROKEN_REPLY)]
+        assert not await core.store.ready()  # /readyz: 503 while the database is away
+        await asyncio.to_thread(server.start_again)
+        for _ in range(100):
+            if await core.store.ready():
+                break
+            await asyncio.sleep(0.1)
+        assert await core.store.ready()
+        after = await collect(core.router, "second question")
+    assert done(after).text == "After it."
+    history = [m["content"] for m in llm_server.bodies("anthropic")[-1]["messages"]]
+    assert len(history) == 3  # the first exchange survived the outage; the failed one left nothing

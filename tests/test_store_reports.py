@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -33,21 +32,6 @@ def usage(
         ts, "anthropic", model, platform, "W1", channel, user, session, *tokens, cost, 100.0, ok,
         "" if ok else "boom",
     )  # fmt: skip
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgres":
-        return str(request.getfixturevalue("postgres_url"))
-    return f"sqlite:///{tmp_path / 'bot.db'}"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    opened = open_store(database_url)
-    await opened.open()
-    yield opened
-    await opened.close()
 
 
 # Report claims

@@ -28,7 +28,8 @@ from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, T
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.telegram_files import PNG_SIGNATURE
 from tests.fakes.telegram_server import FakeTelegram, parse_html
-from tests.telegramkit import fake, free_port, running_bot, telegram_settings
+from tests.ports import free_port
+from tests.telegramkit import fake, running_bot, telegram_settings
 
 __all__ = ["fake"]
 
