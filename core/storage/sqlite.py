@@ -195,11 +195,7 @@ class SQLiteStore:
         # Check-then-insert inside one IMMEDIATE transaction: the write lock makes it atomic across
         # coroutines and processes; the partial unique index backs it up. Going through group commit
         # (rather than a read first) lets a burst of new conversations share a few thread hops.
-        def find_or_create(conn: sqlite3.Connection) -> SessionRecord:
-            found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
-            return session_from_row(found[0]) if found else _insert_session(conn, ref)
-
-        return await self._write(find_or_create)
+        return await self._write(lambda conn: _open_session(conn, ref))
 
     async def start_new_session(self, ref: ConversationRef) -> SessionRecord:
         def close_and_open(conn: sqlite3.Connection) -> SessionRecord:
@@ -213,8 +209,7 @@ class SQLiteStore:
 
     async def session_head(self, ref: ConversationRef) -> SessionHead:
         def head(conn: sqlite3.Connection) -> SessionHead:
-            found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
-            record = session_from_row(found[0]) if found else _insert_session(conn, ref)
+            record = _open_session(conn, ref)
             last = conn.execute(_LAST_LIVE_MESSAGE, (record.id,)).fetchone()[0]
             return SessionHead(record, None if last is None else int(last))
 
@@ -407,6 +402,12 @@ _INSERT_TOOL_CALL = (
     "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _open_session(conn: sqlite3.Connection, ref: ConversationRef) -> SessionRecord:
+    """The conversation's open session, created if there is none (inside a write transaction)."""
+    found = conn.execute(_OPEN_SESSION, (ref.key,)).fetchall()
+    return session_from_row(found[0]) if found else _insert_session(conn, ref)
 
 
 def _insert_session(conn: sqlite3.Connection, ref: ConversationRef) -> SessionRecord:

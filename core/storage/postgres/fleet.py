@@ -90,7 +90,9 @@ class Fleet:
     """This process's membership in the fleet: its member number, the fleet connection and the
     conversation locks it holds."""
 
-    def __init__(self, connect: Connect, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, connect: Connect, pool: asyncpg.Pool, stop_handlers: list[Callable[[str], object]]
+    ) -> None:
         self._connect = connect
         self._pool = pool
         self._conn: asyncpg.Connection | None = None
@@ -99,7 +101,7 @@ class Fleet:
         self._reconnect: asyncio.Task[None] | None = None
         self._closing = False
         self.member = 0
-        self.stop_handlers: list[Callable[[str], object]] = []
+        self._stop_handlers = stop_handlers  # the store's list: handlers added later are seen too
 
     async def start(self) -> None:
         self.member = int(await self._pool.fetchval("SELECT nextval('fleet_members')"))
@@ -179,7 +181,7 @@ class Fleet:
             slot.wake_next()
 
     def _on_stop(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
-        for handler in self.stop_handlers:
+        for handler in self._stop_handlers:
             handler(str(payload))
 
     async def request_stop(self, key: str) -> bool:

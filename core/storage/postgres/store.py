@@ -141,8 +141,7 @@ class PostgresStore:
             try:
                 async with pool.acquire() as conn:
                     await migrate(conn)
-                fleet = Fleet(self._connect, pool)
-                fleet.stop_handlers = self._stop_handlers
+                fleet = Fleet(self._connect, pool, self._stop_handlers)
                 await fleet.start()
             except BaseException:
                 await pool.close()
@@ -319,8 +318,6 @@ class PostgresStore:
 
     def on_stop_requested(self, handler: Callable[[str], object]) -> None:
         self._stop_handlers.append(handler)
-        if self._fleet is not None:
-            self._fleet.stop_handlers = self._stop_handlers
 
     @asynccontextmanager
     async def hold_conversation(self, key: str, turn_id: int) -> AsyncIterator[None]:
