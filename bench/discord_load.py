@@ -19,7 +19,7 @@ zero-latency provider (bench/core_overhead.py), so everything measured is added 
 
 - ack: dispatch -> the deferral reaches Discord (must stay far below Discord's 3 s)
 - first text: dispatch -> the first edit carrying answer text (what the user waits for)
-- core: the adapter calling router.handle -> the first TextDelta (to tell core from adapter time)
+- core: the router admitting the message -> the first TextDelta (to tell core from adapter time)
 - REST calls per reply, 429s received (the fake enforces per-route buckets like Discord's),
   whether every final message is exactly the model's text, and the bot process's peak RSS.
 """
@@ -46,8 +46,10 @@ from bot.config import load_settings
 from core.adapter import AdapterContext
 from core.events import AgentEvent, TextDelta, TurnDone
 from core.inbound import InboundMessage
+from core.present import Outcome, Presenter
 from core.providers.base import Provider, ProviderChunk, ProviderRequest, StopChunk, TextChunk, UsageChunk
-from core.router import Router
+from core.router import Admission, Router
+from core.surface import Surface
 
 BURST_CHUNKS = 20
 STEADY_CHUNKS, STEADY_INTERVAL_S, STEADY_SPREAD_S = 40, 0.1, 2.0
@@ -162,33 +164,43 @@ class FakeProcess:
 
 
 def _time_core(router: Router, samples: list[float]) -> None:
-    """Record router.handle -> first TextDelta, to separate core time from adapter time."""
-    handle = router.handle
+    """Record the router admitting a message -> its first TextDelta, to separate core time from adapter
+    time (the presenter asks `router.events` for what the admission yields)."""
+    admit, events = router.admit, router.events
+    started: dict[str, float] = {}
 
-    async def timed(message: InboundMessage) -> AsyncIterator[AgentEvent]:
-        started = time.perf_counter()
-        first = True
-        async for event in handle(message):
-            if first and isinstance(event, TextDelta):
-                samples.append(time.perf_counter() - started)
-                first = False
+    async def timed_admit(message: InboundMessage) -> Admission:
+        started[message.event_id] = time.perf_counter()
+        return await admit(message)
+
+    async def timed_events(admission: Admission) -> AsyncIterator[AgentEvent]:
+        began = started.pop(admission.message.event_id, None)
+        async for event in events(admission):
+            if began is not None and isinstance(event, TextDelta):
+                samples.append(time.perf_counter() - began)
+                began = None
             yield event
 
-    setattr(router, "handle", timed)  # noqa: B010 - instrumenting one instance for the benchmark
+    setattr(router, "admit", timed_admit)  # noqa: B010 - instrumenting one instance for the benchmark
+    setattr(router, "events", timed_events)  # noqa: B010
 
 
 def _stub_core(router: Router, chunks: int) -> None:
-    """Replace the core with a stream of the same text at the same rate: what is left is the adapter,
-    discord.py and aiohttp (to tell their cost from the core's SQLite store)."""
+    """Replace the core with a stream of the same text at the same rate, shown by the same presenter:
+    what is left is the presenter, the adapter, discord.py and aiohttp (to tell their cost from the
+    core's SQLite store)."""
 
-    async def streamed(message: InboundMessage) -> AsyncIterator[AgentEvent]:
+    async def streamed() -> AsyncIterator[AgentEvent]:
         for index in range(chunks):
             if index:
                 await asyncio.sleep(STEADY_INTERVAL_S)
             yield TextDelta("token ")
         yield TurnDone(expected_text(chunks))
 
-    setattr(router, "handle", streamed)  # noqa: B010 - instrumenting one instance for the benchmark
+    async def answer(message: InboundMessage, surface: Surface) -> Outcome:
+        return await Presenter(surface, pressure=router.pressure(message.ref.platform)).present(streamed())
+
+    setattr(router, "answer", answer)  # noqa: B010 - instrumenting one instance for the benchmark
 
 
 def pct(samples: list[float], q: float) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
@@ -85,9 +85,8 @@ class Metrics:
         self.errors.labels(platform, kind).inc()
 
     def instrument(self, router: Router) -> None:
-        """Observe every event stream `router.handle` yields (adapters look `handle` up per call)."""
-        original: Callable[[InboundMessage], AsyncIterator[AgentEvent]] = router.handle
-        router.handle = lambda message: self.observe(message, original(message))  # type: ignore[method-assign]
+        """Observe every event stream the router yields (to adapters' surfaces and to `handle`)."""
+        router.observe_events(self.observe)
 
     async def observe(
         self, message: InboundMessage, events: AsyncIterator[AgentEvent]

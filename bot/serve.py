@@ -99,8 +99,9 @@ def register_readiness(http: HttpServer, store: Store, adapters: Sequence[Adapte
 async def recover_when_ready(
     adapter: Adapter, router: Router, timeout_s: float = READY_TIMEOUT_S, *, sweep_s: float | None = None
 ) -> None:
-    """Once the adapter is connected, tell users whose turns a crash or restart interrupted; with
-    `sweep_s`, keep doing so for replicas that vanish later."""
+    """Once the adapter is connected, finish what a crash or restart left undone (answers delivered,
+    waiting messages answered, see `Router.recover`); with `sweep_s`, keep doing so for replicas that
+    vanish later."""
     if not await wait_until_ready([adapter], timeout_s):
         log.warning(
             "%s did not connect within %.0fs; interrupted turns stay pending", adapter.name, timeout_s
@@ -108,17 +109,13 @@ async def recover_when_ready(
         return
     while True:
         try:
-            notes = await router.recover(adapter.name)
+            taken = await router.recover(adapter.name, adapter.surface_for)
+            if taken:
+                log.info("%s: took over %d turn(s) left unfinished or undelivered", adapter.name, taken)
         except Exception:  # the database may be briefly away; the next sweep tries again
             if sweep_s is None:
                 raise
             log.warning("could not look for interrupted turns", exc_info=True)
-            notes = []
-        for note in notes:
-            try:
-                await adapter.post_notice(note.ref, note.text)
-            except Exception:  # one unreachable conversation must not stop the others' notes
-                log.warning("could not post a restart note to %s", note.ref.key, exc_info=True)
         if sweep_s is None:
             return
         await asyncio.sleep(sweep_s)

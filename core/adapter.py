@@ -1,8 +1,10 @@
 """The adapter seam: what `bot` needs from every platform adapter.
 
-An adapter owns its platform connection, turns platform events into `InboundMessage`s, feeds them to
-`Router.handle` and renders the events each turn yields in its platform's idiom. Its limits are data
-(`Capabilities`, see core/render.py), so the shared streaming policy can honour them.
+An adapter owns its platform connection, turns platform events into `InboundMessage`s and hands each
+to `Router.answer` together with a `Surface` (core/surface.py): the reply primitives of that
+conversation in the platform's idiom. The core's presenter decides what to show and when; the adapter
+never looks at the core's event types. `surface_for` rebuilds a reply surface from what the adapter
+stored with the message (`InboundMessage.reply_address`), so answers are delivered after a restart.
 """
 
 from __future__ import annotations
@@ -13,14 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.inbound import ConversationRef
-from core.render import Capabilities
 from core.reports.model import DailyReport
 from core.router import Router
+from core.surface import Surface
 
 
 class Adapter(Protocol):
     name: str  # the platform name used in ConversationRef.platform, e.g. "slack"
-    capabilities: Capabilities
 
     async def run(self) -> None:
         """Connect and serve until cancelled; cancellation disconnects cleanly."""
@@ -30,8 +31,10 @@ class Adapter(Protocol):
         """True while connected and able to receive events (for readiness checks)."""
         ...
 
-    async def post_notice(self, ref: ConversationRef, text: str) -> None:
-        """Post a short standalone message into a conversation (restart notes, warnings)."""
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> Surface:
+        """The reply surface of a stored turn: its conversation and the `reply_address` the adapter
+        gave the message (used after a restart, possibly by another replica). Must not call the
+        platform: the presenter does, and retries."""
         ...
 
     async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:

@@ -29,6 +29,7 @@ from core.events import (
     Notice,
     Refused,
     TextDelta,
+    TextReset,
     ToolFinished,
     ToolStarted,
     TurnDone,
@@ -95,8 +96,8 @@ class _Turn:
     inbound: InboundMessage
     emit: Emit
     model: ModelId
-    text: str = ""  # all answer text so far (what the user has seen)
-    step_text: str = ""  # text of the step in progress (not yet stored)
+    text: str = ""  # all answer text so far (what the user sees now)
+    step_text: str = ""  # text of the step in progress (not yet stored; taken back if its stream is retried)
     running_calls: list[ToolCallChunk] = field(default_factory=list)
     input_tokens: int = 0
     output_tokens: int = 0
@@ -106,6 +107,13 @@ class _Turn:
         self.text += text
         self.step_text += text
         self.emit(TextDelta(text))
+
+    def discard_step_text(self) -> None:
+        """The step's stream was cut and the step starts over: take back its text (`step_text` is always
+        the tail of `text`) and tell the renderer what the answer is now."""
+        self.text = self.text[: len(self.text) - len(self.step_text)]
+        self.step_text = ""
+        self.emit(TextReset(self.text))
 
 
 class Agent:
@@ -124,6 +132,7 @@ class Agent:
         self._budget = budget
         self._pool = pool
         self._tools = tools
+        self.tools = tools  # the router asks which tools only read (resuming a turn after a crash)
         self._sessions = sessions
         self._store = store
         self._usage = usage
@@ -137,22 +146,33 @@ class Agent:
         return ContextBudget(window, min(self.config.max_output_tokens, window // 4))
 
     async def run_turn(
-        self, state: SessionState, record: TurnRecord, inbound: InboundMessage, emit: Emit
+        self,
+        state: SessionState,
+        record: TurnRecord,
+        inbound: InboundMessage,
+        emit: Emit,
+        *,
+        resume: bool = False,
     ) -> None:
+        """Run one turn. `resume`: the turn was running when the bot stopped and its question (and any
+        finished tool steps) are already in history: carry on from there."""
         turn = _Turn(state, record, inbound, emit, self.model_for(state))
         user_message = Message("user", (TextBlock(inbound.text), *inbound.images))
-        refusal = self._too_long(turn, user_message)
+        refusal = None if resume else self._too_long(turn, user_message)
         if refusal:
-            await self._store.set_turn_status(record.id, "failed")
+            await self._store.set_turn_answer(record.id, "failed", refusal)
             emit(TurnFailed("provider_error", refusal))
             return
         over_budget = await self._budget.refusal(inbound) if self._budget else None
         if over_budget:
-            await self._store.set_turn_status(record.id, "failed")
+            await self._store.set_turn_answer(record.id, "failed", over_budget)
             emit(Refused(over_budget))
             return
         try:
-            await self._sessions.append(state, [user_message], turn_id=record.id, turn_status="running")
+            if resume:
+                await self._store.set_turn_status(record.id, "running")
+            else:
+                await self._sessions.append(state, [user_message], turn_id=record.id, turn_status="running")
             await self._loop(turn)
         except asyncio.CancelledError as cancel:
             shutdown = SHUTDOWN in cancel.args  # Router.drain cancels with this message
@@ -210,7 +230,9 @@ class Agent:
         return True
 
     async def _finish(self, turn: _Turn, messages: list[Message]) -> None:
-        await self._sessions.append(turn.state, messages, turn_id=turn.record.id, turn_status="done")
+        await self._sessions.append(
+            turn.state, messages, turn_id=turn.record.id, turn_status="done", answer=turn.text
+        )
         footer = (
             cost_footer(turn.input_tokens, turn.output_tokens, turn.cost) if self.config.cost_footer else ""
         )
@@ -225,7 +247,10 @@ class Agent:
         else:
             closing = self._closing_messages(turn, "[stopped by the user]", "cancelled by the user")
             told = "Stopped."
-        await self._sessions.append(turn.state, closing, turn_id=turn.record.id, turn_status=status)
+        answer = final_with_note(turn.text, told)
+        await self._sessions.append(
+            turn.state, closing, turn_id=turn.record.id, turn_status=status, answer=answer
+        )
         turn.emit(TurnFailed("cancelled", told, turn.text))
 
     async def _finish_failed(self, turn: _Turn, error: ProviderError, reason: str = "provider_error") -> None:
@@ -236,7 +261,10 @@ class Agent:
             else f"Sorry, I could not get an answer from the model: {error.message}"
         )
         closing = self._closing_messages(turn, "[answer cut off]", "the turn failed before the tool finished")
-        await self._sessions.append(turn.state, closing, turn_id=turn.record.id, turn_status="failed")
+        answer = final_with_note(turn.text, message)
+        await self._sessions.append(
+            turn.state, closing, turn_id=turn.record.id, turn_status="failed", answer=answer
+        )
         turn.emit(
             TurnFailed(
                 "internal_error" if reason == "internal_error" else "provider_error", message, turn.text
@@ -273,15 +301,22 @@ class Agent:
         )
 
     async def _model_step(self, turn: _Turn) -> _Step:
+        """One model call with retries and fallback. An attempt cut after its text streamed is retried
+        too: its text is taken back (`TextReset`) and its tool calls dropped, so the step holds exactly
+        what the attempt that completed sent. Tool calls are acted on only after the stream completed.
+        Raises the last ProviderError (`StreamCutAfterOutput`, keeping the last attempt's text, if that
+        attempt was cut after text) when every attempt failed."""
         step = _Step()
         started = time.perf_counter()
         models = self._models(turn)
-        events = stream_with_failover(self._pool, models, lambda m: self._request(turn, m), self.config.retry)
+        events = stream_with_failover(
+            self._pool, models, lambda m: self._request(turn, m), self.config.retry, retry_after_text=True
+        )
         async for event in events:
             if isinstance(event, CallStarted):
                 started = time.perf_counter()
             elif isinstance(event, AttemptFailed):
-                await self._on_attempt_failed(turn, event)
+                await self._on_attempt_failed(turn, event, step)
             elif isinstance(event, Chunk):
                 await self._on_chunk(turn, step, event, started)
         step.text = turn.step_text
@@ -310,7 +345,8 @@ class Agent:
         elif isinstance(chunk, StopChunk):
             step.stop_reason = chunk.reason
 
-    async def _on_attempt_failed(self, turn: _Turn, event: AttemptFailed) -> None:
+    async def _on_attempt_failed(self, turn: _Turn, event: AttemptFailed, step: _Step) -> None:
+        # A failed attempt sent no usage chunk: it is recorded as a failed call with no tokens.
         await self._usage.record(
             model=event.model,
             usage=UsageChunk(),
@@ -319,6 +355,11 @@ class Agent:
             latency_s=event.latency_s,
             error=event.error.message,
         )
+        if event.next_step != "give_up":  # the next attempt streams the whole step again
+            step.tool_calls.clear()
+            step.stop_reason = ""
+            if event.discarded_text:
+                turn.discard_step_text()
         if event.next_step == "retry":
             turn.emit(
                 Notice(
@@ -382,8 +423,13 @@ class Agent:
 
         parts: list[str] = []
         started = time.perf_counter()
-        async for event in stream_with_failover(self._pool, self._models(turn), request, self.config.retry):
-            if isinstance(event, Chunk) and isinstance(event.chunk, TextChunk):
+        events = stream_with_failover(
+            self._pool, self._models(turn), request, self.config.retry, retry_after_text=True
+        )
+        async for event in events:
+            if isinstance(event, AttemptFailed) and event.discarded_text:
+                parts.clear()  # the cut attempt's words are void; the retry starts over
+            elif isinstance(event, Chunk) and isinstance(event.chunk, TextChunk):
                 parts.append(event.chunk.text)
             elif isinstance(event, Chunk) and isinstance(event.chunk, UsageChunk):
                 await self._usage.record(
@@ -402,3 +448,8 @@ def cost_footer(input_tokens: int, output_tokens: int, cost: float | None) -> st
         return ""
     price = "cost unknown" if cost is None else format_cost(cost)
     return f"{input_tokens:,} in · {output_tokens:,} out tokens · {price}"
+
+
+def final_with_note(text: str, note: str) -> str:
+    """A turn that did not finish, as stored for delivery: what it wrote, then why it stopped."""
+    return f"{text.rstrip()}\n\n_{note}_" if text.strip() else f"_{note}_"

@@ -156,3 +156,14 @@ def repair_tool_pairs(
                 continue
         cleaned.append(message)
     return cleaned
+
+
+def tool_names_since_last_question(history: list[Message]) -> list[str]:
+    """The tools called after the newest user message that is a question (not tool results): what an
+    interrupted turn had already run."""
+    names: list[str] = []
+    for message in reversed(history):
+        if message.role == "user" and not message.tool_results:
+            break
+        names.extend(use.name for use in message.tool_uses)
+    return names

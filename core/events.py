@@ -16,6 +16,15 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class TextReset:
+    """A model step's stream was cut and the step is being tried again from its start: the answer shown
+    so far is now exactly `text` (what came before that step); the retried step's text follows as new
+    `TextDelta`s. Renderers replace what they show (an edit), so the final answer never repeats words."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class ToolStarted:
     call_id: str
     name: str
@@ -93,6 +102,7 @@ class TurnFailed:
 
 AgentEvent = (
     TextDelta
+    | TextReset
     | ToolStarted
     | ToolFinished
     | UsageReport

@@ -50,3 +50,6 @@ class InboundMessage:
     event_id: str  # platform-unique id used to handle a redelivered event once
     images: tuple[ImageBlock, ...] = field(default=())
     is_dm: bool = False
+    # Where the answer goes, in the adapter's own terms (opaque to the core): stored with the turn, so
+    # the adapter can rebuild the reply surface after a restart (`Adapter.surface_for`).
+    reply_address: str = ""

@@ -9,42 +9,59 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from core.access import AccessPolicy
 from core.agent import SHUTDOWN, Agent
 from core.budget import BudgetPolicy
 from core.commands import CommandContext, ParsedCommand, parse_command, run_command
-from core.conversation import Message
-from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnFailed
-from core.inbound import ConversationRef, InboundMessage
+from core.conversation import Message, tool_names_since_last_question
+from core.delivery import Pressure
+from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnDone, TurnFailed
+from core.inbound import ConversationRef, InboundMessage, Sender
 from core.links import MessageLinks
 from core.locks import KeyedLocks
 from core.models import PriceTable
+from core.present import Outcome, Presenter
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager, SessionState
 from core.storage.base import Store, TurnRecord
+from core.surface import Surface
 
 log = logging.getLogger(__name__)
 
 DRAINING_REPLY = "I am restarting; please try again in a minute."
 BROKEN_REPLY = "Something went wrong on my side; please try again."
 INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]"
+EMPTY_REPLY = "I got an empty message. Ask me anything, or send /help."
+# Answers older than this that were never shown are not posted after a restart: too late to matter.
+REDELIVER_WITHIN = timedelta(hours=6)
+
+# Builds the reply surface of a stored turn (its conversation and the adapter's reply address).
+SurfaceFor = Callable[[ConversationRef, str], Surface]
+# Wraps the event stream of one message (metrics); must yield every event it is given.
+EventObserver = Callable[[InboundMessage, AsyncIterator[AgentEvent]], AsyncIterator[AgentEvent]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Admitted:
-    state: SessionState
-    turn: TurnRecord
+class Admission:
+    """What the router decided about one inbound message. A conversation turn (`turn`) is already
+    stored, together with the event's claim, when this is returned: the adapter may acknowledge the
+    event to its platform from then on. Otherwise `command` or an immediate `reply`; neither (and no
+    turn): a duplicate, dropped."""
 
+    message: InboundMessage
+    turn: TurnRecord | None = None
+    state: SessionState | None = None
+    command: ParsedCommand | None = None
+    reply: AgentEvent | None = None
 
-@dataclass(frozen=True, slots=True)
-class RecoveredTurn:
-    """A turn that was accepted but not finished before a restart; the adapter tells the user."""
-
-    ref: ConversationRef
-    text: str
+    @property
+    def duplicate(self) -> bool:
+        return self.turn is None and self.command is None and self.reply is None
 
 
 class Router:
@@ -70,59 +87,117 @@ class Router:
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True  # False while draining for shutdown: new messages are turned away
         self._arrivals = KeyedLocks()
+        self._pressure: dict[str, Pressure] = {}
+        self._observer: EventObserver | None = None
         self.links = MessageLinks(store)  # conversations of platform messages (Telegram reply chains)
 
+    # --- the front door ---------------------------------------------------------------------------
+
+    async def answer(self, message: InboundMessage, surface: Surface) -> Outcome:
+        """Admit `message` and show what comes of it on `surface`: what adapters call."""
+        return await self.present(await self.admit(message), surface)
+
+    async def present(self, admission: Admission, surface: Surface) -> Outcome:
+        """Show an admitted message's events on `surface`; once the final text has landed, the turn is
+        marked delivered (so a restart never shows it again, and never leaves it unshown)."""
+        if admission.duplicate:
+            return Outcome()
+        presenter = Presenter(surface, pressure=self.pressure(admission.message.ref.platform))
+        outcome = await presenter.present(self.events(admission), working=admission.turn is not None)
+        if admission.turn is not None:
+            await self._delivered(admission.turn, outcome)
+        return outcome
+
+    def pressure(self, platform: str) -> Pressure:
+        """One rate-limit state per platform, shared by every conversation on it."""
+        return self._pressure.setdefault(platform, Pressure())
+
+    async def _delivered(self, turn: TurnRecord, outcome: Outcome) -> None:
+        if not outcome.delivered:
+            log.warning("turn %s: the answer could not be delivered (%s)", turn.id, outcome.error)
+            return
+        try:
+            await self._store.mark_delivered(turn.id)
+        except Exception:  # it landed; at worst a restart shows it once more
+            log.warning("could not record turn %s as delivered", turn.id, exc_info=True)
+
     async def handle(self, message: InboundMessage) -> AsyncIterator[AgentEvent]:
+        """The events of one message (admitted here), for renderers that draw events themselves."""
+        async for event in self.events(await self.admit(message)):
+            yield event
+
+    async def admit(self, message: InboundMessage) -> Admission:
+        """Decide what `message` is and, for a conversation turn, store it with the event's claim in one
+        transaction (so a crash never leaves a claimed event unanswered). Never raises."""
         if message.sender.is_bot:
-            return  # never answer bots (our own echoes included): no loops
+            return Admission(message)  # never answer bots (our own echoes included): no loops
         if not self.accepting:
             # Not claimed, so a redelivery (or another replica) can still handle the event.
-            yield CommandReply(DRAINING_REPLY, private=True)
-            return
+            return Admission(message, reply=CommandReply(DRAINING_REPLY, private=True))
         # One conversation's messages are claimed and stored one at a time, in the order they arrived:
         # turns run in the order they were stored (in the whole fleet, on a shared store).
         async with self._arrivals.hold(message.ref.key):
-            verdict = await self._admit(message)
-        if isinstance(verdict, _Admitted):
-            async for event in self._converse(message, verdict.state, verdict.turn):
+            return await self._admit(message)
+
+    async def _admit(self, message: InboundMessage) -> Admission:
+        refusal = self._policy.refusal(message)
+        parsed = parse_command(message.text) if not refusal else None
+        empty = not message.text.strip() and not message.images
+        try:
+            if refusal or parsed is not None or empty:
+                if not await self._store.claim_event(message.ref.platform, message.event_id):
+                    return self._duplicate(message)
+                if refusal:
+                    return Admission(message, reply=Refused(refusal))
+                if parsed is not None:
+                    return Admission(message, command=parsed)
+                return Admission(message, reply=CommandReply(EMPTY_REPLY, private=True))
+            turn = await self._store.admit_turn(
+                message.ref,
+                message.sender.id,
+                message.text,
+                message.event_id,
+                reply_address=message.reply_address,
+                is_dm=message.is_dm,
+                sender_name=message.sender.name,
+            )
+            if turn is None:
+                return self._duplicate(message)
+            state = await self._sessions.get(message.ref)
+        except Exception:  # the database is away: say so; unclaimed, a redelivery can still get it
+            log.exception("could not accept event %s", message.event_id)
+            return Admission(message, reply=TurnFailed("internal_error", BROKEN_REPLY))
+        return Admission(message, turn=turn, state=state)
+
+    @staticmethod
+    def _duplicate(message: InboundMessage) -> Admission:
+        log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
+        return Admission(message)
+
+    def observe_events(self, observer: EventObserver) -> None:
+        """Pass every admission's event stream through `observer` (metrics)."""
+        self._observer = observer
+
+    def events(self, admission: Admission) -> AsyncIterator[AgentEvent]:
+        """The events an admission yields: a turn's stream, a command's reply, or the immediate reply."""
+        events = self._events(admission)
+        return self._observer(admission.message, events) if self._observer is not None else events
+
+    async def _events(self, admission: Admission) -> AsyncIterator[AgentEvent]:
+        message = admission.message
+        if admission.turn is not None and admission.state is not None:
+            async for event in self._converse(message, admission.state, admission.turn):
                 yield event
-        elif isinstance(verdict, ParsedCommand):
+        elif admission.command is not None:
+            command = admission.command
             try:
-                reply = await run_command(verdict, self._command_context(message, verdict.args))
+                reply = await run_command(command, self._command_context(message, command.args))
             except Exception:
-                log.exception("command %s failed", verdict.name)
+                log.exception("command %s failed", command.name)
                 reply = BROKEN_REPLY
             yield CommandReply(reply, private=True)
-        elif verdict is not None:
-            yield verdict
-
-    async def _admit(self, message: InboundMessage) -> _Admitted | ParsedCommand | AgentEvent | None:
-        """Claim the event and store it as a turn, or say why not (None: a duplicate, dropped)."""
-        try:
-            if not await self._store.claim_event(message.ref.platform, message.event_id):
-                log.info("duplicate event %s on %s ignored", message.event_id, message.ref.platform)
-                return None
-        except Exception:  # the database is away: say so; unclaimed, a redelivery can still get it
-            log.exception("could not record event %s", message.event_id)
-            return TurnFailed("internal_error", BROKEN_REPLY)
-        refusal = self._policy.refusal(message)
-        if refusal:
-            return Refused(refusal)
-        parsed = parse_command(message.text)
-        if parsed is not None:
-            return parsed
-        if not message.text.strip() and not message.images:
-            return CommandReply("I got an empty message. Ask me anything, or send /help.", private=True)
-        try:
-            state = await self._sessions.get(message.ref)
-            # Stored before anything else so a crash from here on never loses the message.
-            turn = await self._store.add_turn(
-                state.id, message.ref, message.sender.id, message.text, message.event_id
-            )
-        except Exception:
-            log.exception("could not accept event %s", message.event_id)
-            return TurnFailed("internal_error", BROKEN_REPLY)
-        return _Admitted(state, turn)
+        elif admission.reply is not None:
+            yield admission.reply
 
     def _command_context(self, message: InboundMessage, args: str) -> CommandContext:
         return CommandContext(
@@ -139,12 +214,12 @@ class Router:
         )
 
     async def _converse(
-        self, message: InboundMessage, state: SessionState, record: TurnRecord
+        self, message: InboundMessage, state: SessionState, record: TurnRecord, *, resume: bool = False
     ) -> AsyncIterator[AgentEvent]:
         queue: asyncio.Queue[AgentEvent] = asyncio.Queue()
         if state.lock.locked():
             queue.put_nowait(Notice("queued", "I will answer this once I finish the previous message."))
-        task = asyncio.create_task(self._run_turn(state, record, message, queue))
+        task = asyncio.create_task(self._run_turn(state, record, message, queue, resume=resume))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         while True:
@@ -159,6 +234,8 @@ class Router:
         record: TurnRecord,
         message: InboundMessage,
         queue: asyncio.Queue[AgentEvent],
+        *,
+        resume: bool = False,
     ) -> None:
         try:
             # One turn at a time per conversation, in arrival order (in the fleet: in turn order).
@@ -166,9 +243,9 @@ class Router:
                 current = asyncio.current_task()
                 assert current is not None
                 self._sessions.set_running(message.ref.key, current)
-                await self._agent.run_turn(state, record, message, queue.put_nowait)
+                await self._agent.run_turn(state, record, message, queue.put_nowait, resume=resume)
         except asyncio.CancelledError:
-            # Cancelled while still queued (shutdown): the turn stays pending and is recovered at start-up.
+            # Cancelled while still queued (shutdown): the turn stays pending and is answered at start-up.
             queue.put_nowait(TurnFailed("cancelled", "Stopped before I started on this message."))
             raise
         except Exception:
@@ -178,29 +255,89 @@ class Router:
             log.exception("turn %s could not run", record.id)
             queue.put_nowait(TurnFailed("internal_error", BROKEN_REPLY))
             with contextlib.suppress(Exception):
-                await self._store.set_turn_status(record.id, "failed")
+                await self._store.set_turn_answer(record.id, "failed", BROKEN_REPLY)
 
-    async def recover(self, platform: str) -> list[RecoveredTurn]:
-        """Close turns a crash or restart left unfinished, keeping history valid; return notes to post."""
-        recovered: list[RecoveredTurn] = []
+    # --- after a restart ---------------------------------------------------------------------------
+
+    async def recover(self, platform: str, surfaces: SurfaceFor) -> int:
+        """Finish what a crash or restart left undone on `platform`: answers stored but never shown are
+        delivered; turns that never ran are answered now; turns cut off mid-way are run again when
+        every tool they used only reads, else closed with a note (an acting tool must not run twice).
+        Turns run in the background (in order per conversation); returns how many were taken over."""
+        taken = 0
+        since = datetime.now(UTC) - REDELIVER_WITHIN
+        for turn in await self._store.undelivered_turns(platform, since):
+            taken += 1
+            self._spawn(self._redeliver(turn, surfaces))
         for turn in await self._store.unfinished_turns(platform):
+            taken += 1
             state = await self._sessions.get(turn.ref)
-            # Held like a turn: another replica may be answering in this conversation right now.
+            message = _inbound_of(turn)
+            if turn.status == "running" and not self._resumable(state, turn):
+                self._spawn(self._close_interrupted(state, turn, surfaces))
+                continue
+            admission = Admission(message, turn=turn, state=state)
+            events = self._converse(message, state, turn, resume=turn.status == "running")
+            self._spawn(self._present_recovered(admission, events, surfaces))
+        return taken
+
+    def _resumable(self, state: SessionState, turn: TurnRecord) -> bool:
+        """True when the interrupted turn only used tools that read (or none): safe to run again."""
+        if state.id != turn.session_id:
+            return False  # the conversation moved on (/new) since
+        used = tool_names_since_last_question(state.messages())
+        return all((tool := self._agent.tools.get(name)) is not None and tool.read_only for name in used)
+
+    async def _redeliver(self, turn: TurnRecord, surfaces: SurfaceFor) -> None:
+        assert turn.answer is not None
+        log.info("turn %s: delivering an answer stored before a restart", turn.id)
+        await self._present_recovered(
+            Admission(_inbound_of(turn), turn=turn), _one(TurnDone(turn.answer)), surfaces
+        )
+
+    async def _close_interrupted(self, state: SessionState, turn: TurnRecord, surfaces: SurfaceFor) -> None:
+        snippet = turn.text if len(turn.text) <= 80 else turn.text[:77] + "..."
+        note = (
+            f'I restarted while answering "{snippet}", after a tool that acts had already run, so I did '
+            "not run it again. Please check what it did and ask again if needed."
+        )
+        try:
             async with self._sessions.turn_slot(state, turn):
-                if state.id == turn.session_id:
-                    closing = [Message.assistant(INTERRUPTED_NOTE)]
-                    if turn.status == "pending":  # never started: its message is not in history yet
-                        closing.insert(0, Message.user(turn.text))
-                    await self._sessions.append(state, closing, turn_id=turn.id, turn_status="interrupted")
-                else:
-                    await self._store.set_turn_status(turn.id, "interrupted")
-            snippet = turn.text if len(turn.text) <= 80 else turn.text[:77] + "..."
-            recovered.append(
-                RecoveredTurn(
-                    turn.ref, f'I restarted before I could finish answering "{snippet}". Please ask again.'
+                await self._sessions.append(
+                    state,
+                    [Message.assistant(INTERRUPTED_NOTE)],
+                    turn_id=turn.id,
+                    turn_status="interrupted",
+                    answer=note,
                 )
-            )
-        return recovered
+        except Exception:
+            log.exception("could not close interrupted turn %s", turn.id)
+            return
+        admission = Admission(_inbound_of(turn), turn=turn)
+        await self._present_recovered(admission, _one(TurnFailed("cancelled", note)), surfaces)
+
+    async def _present_recovered(
+        self, admission: Admission, events: AsyncIterator[AgentEvent], surfaces: SurfaceFor
+    ) -> None:
+        assert admission.turn is not None
+        try:
+            surface = surfaces(admission.turn.ref, admission.turn.reply_address)
+            presenter = Presenter(surface, pressure=self.pressure(admission.turn.ref.platform))
+            outcome = await presenter.present(events, working=False)
+        except Exception:
+            log.exception("could not deliver recovered turn %s", admission.turn.id)
+            return
+        await self._delivered(admission.turn, outcome)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait_idle(self) -> None:
+        """Wait until no turn (recovered ones included) is running or being shown."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def drain(self, timeout_s: float) -> int:
         """Stop accepting messages, let running turns finish for up to `timeout_s`, then cancel the rest
@@ -224,3 +361,19 @@ class Router:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.links.flush()
+
+
+def _inbound_of(turn: TurnRecord) -> InboundMessage:
+    """The stored turn as the message it was (images are not stored: a re-run sees the text only)."""
+    return InboundMessage(
+        turn.ref,
+        Sender(turn.sender_id, turn.sender_name),
+        turn.text,
+        turn.event_id,
+        is_dm=turn.is_dm,
+        reply_address=turn.reply_address,
+    )
+
+
+async def _one(event: AgentEvent) -> AsyncIterator[AgentEvent]:
+    yield event

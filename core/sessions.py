@@ -136,10 +136,14 @@ class SessionManager:
         *,
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
+        answer: str | None = None,
     ) -> None:
-        """Persist messages (atomically, with the turn's status), then add them to the in-memory history."""
+        """Persist messages (atomically, with the turn's status and final `answer`), then add them to the
+        in-memory history."""
         counted = [(m, await self._counter.count_message_async(m)) for m in messages]
-        ids = await self._store.append_messages(state.id, counted, turn_id=turn_id, turn_status=turn_status)
+        ids = await self._store.append_messages(
+            state.id, counted, turn_id=turn_id, turn_status=turn_status, answer=answer
+        )
         for (message, tokens), message_id in zip(counted, ids, strict=True):
             state.remember(StoredMessage(message_id, message, tokens))
 

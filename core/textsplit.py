@@ -13,7 +13,7 @@ _FENCE = re.compile(r"^\s*(```+|~~~+)(.*)$")
 _SENTENCE_END = re.compile(r"[.!?。](\s)")
 
 
-def _open_fence(text: str) -> str | None:
+def open_fence(text: str) -> str | None:
     """The opening line of a fence left open at the end of `text`, else None."""
     opening: str | None = None
     for line in text.split("\n"):
@@ -50,7 +50,7 @@ def split_text(text: str, limit: int) -> list[str]:
         budget = limit - len(reopen)
         cut = _cut_index(rest, budget - 4)  # room to close a fence ("\n```")
         head = reopen + rest[:cut]
-        fence = _open_fence(head)
+        fence = open_fence(head)
         if fence is not None:
             head = head.rstrip("\n") + "\n```"
             reopen = fence + "\n"

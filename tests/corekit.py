@@ -7,10 +7,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.events import AgentEvent, TextDelta, TurnDone
+from core.events import AgentEvent, TextDelta, ToolFinished, ToolStarted, TurnDone
 from core.inbound import ConversationRef, InboundMessage, Sender
 from core.router import Router
 from core.storage import TurnRecord, open_store
+from core.surface import AnswerStream, Capabilities, Note
 
 REF = ConversationRef("console", "local", "alice")
 
@@ -72,3 +73,65 @@ async def leftover_turns(database_url: str) -> list[TurnRecord]:
         return await store.unfinished_turns()
     finally:
         await store.close()
+
+
+@dataclass
+class RecordingSurface:
+    """An in-memory `core.surface.Surface` (the core tier's adapter): messages by id, and every call.
+    `fail` maps a primitive's name to errors to raise on its next calls (a platform misbehaving)."""
+
+    capabilities: Capabilities = field(
+        default_factory=lambda: Capabilities(max_message_chars=200, edit_interval_s=0.01)
+    )
+    messages: dict[str, str] = field(default_factory=dict)
+    private_replies: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    fail: dict[str, list[Exception]] = field(default_factory=dict)
+    _ids: int = 0
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        errors = self.fail.get(name)
+        if errors:
+            raise errors.pop(0)
+
+    def texts(self) -> list[str]:
+        return list(self.messages.values())
+
+    async def post(self, text: str) -> str:
+        self._call("post")
+        self._ids += 1
+        self.messages[str(self._ids)] = text
+        return str(self._ids)
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self._call("edit")
+        self.messages[message_id] = text
+
+    async def delete(self, message_id: str) -> None:
+        self._call("delete")
+        self.messages.pop(message_id, None)
+
+    async def private(self, text: str) -> None:
+        self._call("private")
+        self.private_replies.append(text)
+
+    def note(self, note: Note) -> str:
+        return f"({note.kind}: {note.text})"
+
+    async def typing(self) -> None:
+        self._call("typing")
+
+    async def set_status(self, text: str) -> None:
+        self._call("set_status")
+
+    async def post_tool(self, event: ToolStarted) -> str:
+        self._call("post_tool")
+        return await self.post(f"[tool {event.name}]")
+
+    async def edit_tool(self, message_id: str, started: ToolStarted, event: ToolFinished) -> None:
+        self._call("edit_tool")
+        self.messages[message_id] = f"[tool {event.name} done]"
+
+    async def open_stream(self) -> AnswerStream | None:
+        return None

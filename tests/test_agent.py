@@ -8,7 +8,7 @@ from typing import Any
 
 from bot.app import open_core
 from bot.config import Settings
-from core.events import Notice, TextDelta, ToolFinished, ToolStarted, TurnFailed, UsageReport
+from core.events import Notice, TextDelta, TextReset, ToolFinished, ToolStarted, TurnFailed, UsageReport
 from core.tools.base import Tool, ToolContext
 from tests.corekit import collect, done, of_type, streamed_text
 from tests.fakes.llm_server import FakeLLMServer, Reply, Usage
@@ -140,15 +140,23 @@ async def test_provider_failure_without_fallback_keeps_history_valid(
 async def test_stream_cut_after_text_keeps_partial(
     llm_server: FakeLLMServer, settings_for: SettingsFor
 ) -> None:
-    llm_server.script("anthropic", Reply.cut(after_chunks=2, text="one two three four five six"))
+    # A cut after text is retried; only when every attempt was cut (the tests allow 2, no fallback) does
+    # the turn fail, keeping the last attempt's text.
+    llm_server.script(
+        "anthropic",
+        Reply.cut(after_chunks=2, text="one two three four five six"),
+        Reply.cut(after_chunks=1, text="uno dos tres cuatro cinco seis"),
+    )
     async with open_core(settings_for()) as core:
         events = await collect(core.router, "count")
         failed = events[-1]
         assert isinstance(failed, TurnFailed)
-        assert failed.partial_text and failed.partial_text == streamed_text(events)
+        reset = events.index(TextReset(""))  # the first attempt's text was taken back before the retry
+        assert failed.partial_text and failed.partial_text == streamed_text(events[reset + 1 :])
+        assert failed.partial_text == "uno dos tr"
         assert "cut off" in failed.message
         history = (await core.sessions.get(_ref())).messages()
-    assert history[-1].role == "assistant" and history[-1].text.endswith("[answer cut off]")
+    assert history[-1].role == "assistant" and history[-1].text == "uno dos tr [answer cut off]"
 
 
 async def test_cut_before_any_text_is_retried(llm_server: FakeLLMServer, settings_for: SettingsFor) -> None:

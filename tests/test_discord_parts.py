@@ -8,11 +8,13 @@ from urllib.parse import parse_qs, urlparse
 import discord
 import pytest
 
+from adapters.discord.address import ReplyAddress, ThreadPlan
 from adapters.discord.commands import model_choices
 from adapters.discord.flows import starter_text, thread_name
 from adapters.discord.format import to_discord, tool_embed
 from adapters.discord.inbound import RecentIds, strip_mention
 from adapters.discord.invite import PERMISSIONS, InviteError, fetch_application_id, invite_url
+from core.inbound import ConversationRef
 from tests.discordkit import discord_settings
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.discord_wire import check_embeds
@@ -91,3 +93,13 @@ def test_mentions_are_stripped_and_recent_ids_are_bounded() -> None:
     assert recent.first_time(1) and not recent.first_time(1)
     assert recent.first_time(2) and recent.first_time(3)
     assert recent.first_time(1)  # forgotten once out of the window: the core's store still dedupes
+
+
+def test_reply_address_round_trips_and_old_turns_fall_back_to_their_conversation() -> None:
+    plan = ThreadPlan(1, 2, "Plan the offsite ü", "**Alice** started a conversation:\n>>> Plan")
+    address = ReplyAddress(1, reply_to=3, original=4, thread=plan)
+    ref = ConversationRef("discord", "9", "1", "2")
+    assert ReplyAddress.loads(address.dumps(), ref) == address
+    assert ReplyAddress.loads(ReplyAddress(7).dumps(), ref) == ReplyAddress(7)
+    assert ReplyAddress.loads("", ref) == ReplyAddress(2)  # stored before reply addresses: its thread
+    assert ReplyAddress.loads("{}", ConversationRef("discord", "", "5")) == ReplyAddress(5)

@@ -17,14 +17,16 @@ import discord
 import pytest
 
 from adapters.discord.adapter import DiscordAdapter
-from adapters.discord.report import BadDestination, channel_id, with_footer
-from adapters.discord.surfaces import ChannelSurface
-from adapters.discord.turn import TurnRenderer
+from adapters.discord.format import small_print
+from adapters.discord.report import BadDestination, channel_id
+from adapters.discord.surfaces import ChannelSurface, discord_text
 from bot.app import open_core
 from bot.config import Settings
 from core.adapter import AdapterContext
 from core.events import AgentEvent, TextDelta, TurnDone
+from core.present import Presenter
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
+from core.surface import Note
 from tests.discordkit import NoRoutes, discord_settings, running_bot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.llm_server import FakeLLMServer, Reply
@@ -240,19 +242,22 @@ async def test_footer_is_subtext_under_the_answer(
 ) -> None:
     footer = "1.2k tokens · $0.0123"
     async with running_bot(settings_for(), fake) as bot:
-        surface = ChannelSurface(bot.adapter.client, fake.channel_id)
-        renderer = TurnRenderer(surface, bot.adapter.capabilities, typing=False)
-        await renderer.render(scripted(TextDelta("Hello!"), TurnDone("Hello!", footer=footer)))
-        plain = TurnRenderer(surface, bot.adapter.capabilities, typing=False)
-        await plain.render(scripted(TextDelta("Hi."), TurnDone("Hi.")))
+        surface = ChannelSurface(bot.adapter.client, fake.channel_id, bot.adapter.capabilities)
+        await Presenter(surface).present(
+            scripted(TextDelta("Hello!"), TurnDone("Hello!", footer=footer)), working=False
+        )
+        await Presenter(surface).present(scripted(TextDelta("Hi."), TurnDone("Hi.")), working=False)
     contents = [m["content"] for m in fake.bot_messages_in(fake.channel_id)]
-    assert contents == ["Hello!\n-# 1.2k tokens · $0.0123", "Hi."]
+    assert contents == ["Hello!\n\n-# 1.2k tokens · $0.0123", "Hi."]
 
 
-def test_footer_closes_an_open_code_block_first() -> None:
-    assert with_footer("```py\nx = 1", "5 tokens") == "```py\nx = 1\n```\n-# 5 tokens"
-    assert with_footer("done\n\n", "  a\nb ") == "done\n-# a b"
-    assert with_footer("done", "") == "done"
+def test_notes_are_small_print_outside_an_open_code_block() -> None:
+    notes = [small_print(Note("failure", "cut off")), small_print(Note("footer", "5  tokens\n· $0.01"))]
+    assert notes == ["-# ⚠️ cut off", "-# 5 tokens\n-# · $0.01"]
+    cut_off = "\n\n".join(["```py\nx = 1", *notes])
+    assert discord_text(cut_off) == "```py\nx = 1\n```\n\n-# ⚠️ cut off\n\n-# 5 tokens\n-# · $0.01"
+    assert discord_text("```py\nx = 1\n```\n\n-# 5 tokens") == "```py\nx = 1\n```\n\n-# 5 tokens"
+    assert discord_text("no notes\n```") == "no notes\n```"  # still streaming: left alone
 
 
 async def test_cost_footer_end_to_end_when_enabled(
@@ -261,8 +266,8 @@ async def test_cost_footer_end_to_end_when_enabled(
     llm_server.script("anthropic", Reply.text("Paris.", chunks=2), Reply.text("Berlin.", chunks=2))
     async with running_bot(settings_for(bot_cost_footer=True), fake):
         asked = await fake.slash("ask", {"prompt": "capital of France?"})
-        await fake.wait_for(lambda: "\n-# " in (fake.original(asked) or {}).get("content", ""))
-    answer, footer = (fake.original(asked) or {})["content"].split("\n-# ")
+        await fake.wait_for(lambda: "\n\n-# " in (fake.original(asked) or {}).get("content", ""))
+    answer, footer = (fake.original(asked) or {})["content"].split("\n\n-# ")
     assert answer == "Paris." and "tokens · $" in footer
     async with running_bot(settings_for(), fake):  # off by default
         plain = await fake.slash("ask", {"prompt": "capital of Germany?"})

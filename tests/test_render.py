@@ -1,31 +1,18 @@
-"""The shared streaming policy and the splitter, through an in-memory adapter sink."""
+"""The splitter, and post + paced edits through the presenter on an in-memory surface."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 
 import pytest
 
-from core.render import Capabilities, EditStreamer
+from core.events import AgentEvent, TextDelta, TurnDone
+from core.present import Presenter
+from core.surface import Capabilities
 from core.textsplit import split_text
-
-
-class MemorySink:
-    def __init__(self) -> None:
-        self.messages: dict[str, str] = {}
-        self.log: list[tuple[str, str, float]] = []
-
-    async def post(self, text: str) -> str:
-        message_id = str(len(self.messages) + 1)
-        self.messages[message_id] = text
-        self.log.append(("post", message_id, asyncio.get_running_loop().time()))
-        return message_id
-
-    async def edit(self, message_id: str, text: str) -> None:
-        assert message_id in self.messages
-        self.messages[message_id] = text
-        self.log.append(("edit", message_id, asyncio.get_running_loop().time()))
+from tests.corekit import RecordingSurface
 
 
 def test_short_text_is_one_part() -> None:
@@ -64,50 +51,50 @@ def test_split_rejects_tiny_limit() -> None:
         split_text("abc", 10)
 
 
-async def test_streamer_paces_edits_by_time_and_ends_exact() -> None:
-    sink = MemorySink()
-    streamer = EditStreamer(sink, Capabilities(max_message_chars=2000, edit_interval_s=0.05))
-    await streamer.start()
+async def _stream(surface: RecordingSurface, pieces: list[str], pause_s: float = 0.001) -> None:
+    async def events() -> AsyncIterator[AgentEvent]:
+        for piece in pieces:
+            yield TextDelta(piece)
+            await asyncio.sleep(pause_s)
+        yield TurnDone("".join(pieces))
+
+    await Presenter(surface).present(events())
+
+
+class TimedSurface(RecordingSurface):
+    """Records when each edit happened."""
+
+    def __init__(self, capabilities: Capabilities) -> None:
+        super().__init__(capabilities=capabilities)
+        self.edit_times: list[float] = []
+
+    async def edit(self, message_id: str, text: str) -> None:
+        self.edit_times.append(asyncio.get_running_loop().time())
+        await super().edit(message_id, text)
+
+
+async def test_edits_are_paced_by_time_and_end_exact() -> None:
+    surface = TimedSurface(Capabilities(max_message_chars=2000, edit_interval_s=0.05, typing_interval_s=1))
     words = [f"w{i} " for i in range(200)]
-    for word in words:
-        streamer.append(word)
-        await asyncio.sleep(0.001)
-    ids = await streamer.finish()
-    assert ids == ["1"]
-    assert sink.messages["1"] == "".join(words)
-    edits = [t for kind, _, t in sink.log if kind == "edit"]
-    gaps = [b - a for a, b in itertools.pairwise(edits)]
+    await _stream(surface, words)
+    assert surface.texts() == ["".join(words)]
+    gaps = [b - a for a, b in itertools.pairwise(surface.edit_times)]
     assert all(gap >= 0.045 for gap in gaps), gaps  # never faster than the cadence
-    assert len(edits) < 20  # ~0.3 s of streaming at 50 ms -> a handful of edits, not one per word
+    assert len(surface.edit_times) < 20  # ~0.3 s of streaming at 50 ms -> a handful, not one per word
 
 
-async def test_streamer_overflows_into_new_messages() -> None:
-    sink = MemorySink()
-    streamer = EditStreamer(sink, Capabilities(max_message_chars=100, edit_interval_s=0.01))
-    await streamer.start()
+async def test_long_answers_continue_in_new_messages() -> None:
+    surface = RecordingSurface(capabilities=Capabilities(max_message_chars=100, edit_interval_s=0.01))
     text = "".join(f"sentence number {i}. " for i in range(40))
-    streamer.append(text)
-    ids = await streamer.finish()
-    assert len(ids) > 1
-    shown = [sink.messages[i] for i in ids]
-    assert all(len(s) <= 100 for s in shown)
+    await _stream(surface, [text])
+    shown = surface.texts()
+    assert len(shown) > 1 and all(len(s) <= 100 for s in shown)
     assert "".join(shown) == text
 
 
-async def test_streamer_final_text_replaces_streamed_text() -> None:
-    sink = MemorySink()
-    streamer = EditStreamer(sink, Capabilities(max_message_chars=100, edit_interval_s=0.01))
-    await streamer.start()
-    streamer.append("draft")
-    await streamer.finish("final answer")
-    assert sink.messages == {"1": "final answer"}
-
-
-async def test_streamer_without_edit_posts_once_at_the_end() -> None:
-    sink = MemorySink()
-    streamer = EditStreamer(sink, Capabilities(max_message_chars=100, edit_interval_s=0.01, can_edit=False))
-    await streamer.start()
-    streamer.append("all at once")
-    await streamer.finish()
-    assert [kind for kind, _, _ in sink.log] == ["post"]
-    assert sink.messages == {"1": "all at once"}
+async def test_without_edits_the_answer_is_posted_once_at_the_end() -> None:
+    caps = Capabilities(max_message_chars=100, edit_interval_s=0.01, can_edit=False)
+    surface = RecordingSurface(capabilities=caps)
+    await _stream(surface, ["all ", "at ", "once"])
+    assert surface.calls == ["post"]
+    assert surface.texts() == ["all at once"]

@@ -181,7 +181,7 @@ async def test_one_threads_messages_on_two_replicas_are_answered_in_order(
     def thread_answers() -> list[str]:
         return [m.text for m in fake_slack.answer_messages(CHANNEL, first["ts"])]
 
-    await fake_slack.wait_for(lambda: "Yes, at 10:00." in thread_answers(), within=20)
+    await fake_slack.wait_for(lambda: "Yes, at 10:00." in thread_answers())
     assert thread_answers() == ["Tuesday, after the standup.", "Yes, at 10:00."]
     requests = answers(llm_server)
     assert len(requests) == 2

@@ -23,10 +23,10 @@ from bot.scheduler import (
 from bot.serve import serve
 from core.budget import BudgetWarning
 from core.models import PriceTable
-from core.render import Capabilities
 from core.reports.model import DailyReport
 from core.storage import open_store
 from core.storage.base import Store, UsageRecord
+from tests.corekit import RecordingSurface
 from tests.fakes.llm_server import FakeLLMServer
 
 TZ = "Europe/Berlin"
@@ -37,8 +37,6 @@ NOW = datetime(2026, 3, 12, 9, 0, tzinfo=UTC)
 
 class ReportAdapter:
     """An in-memory platform that records reports and announcements; can fail its next posts."""
-
-    capabilities = Capabilities(max_message_chars=1000, edit_interval_s=1.0)
 
     def __init__(self, name: str, fail_next: int = 0) -> None:
         self.name = name
@@ -52,8 +50,8 @@ class ReportAdapter:
     def ready(self) -> bool:
         return True
 
-    async def post_notice(self, ref: object, text: str) -> None:
-        pass
+    def surface_for(self, ref: object, reply_address: str) -> RecordingSurface:
+        return RecordingSurface()
 
     async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
         if self.fail_next:

@@ -1,4 +1,5 @@
-"""`bot run` with platform adapters: the HTTP server, adapters running, restart notes once connected."""
+"""`bot run` with platform adapters: the HTTP server, adapters running, unfinished turns answered once
+connected (on this process's restart, and for a replica that vanished)."""
 
 from __future__ import annotations
 
@@ -15,23 +16,21 @@ from bot.http import HttpServer
 from bot.serve import serve
 from core.conversation import Message
 from core.inbound import ConversationRef
-from core.render import Capabilities
-from core.router import INTERRUPTED_NOTE
 from core.storage import open_store
+from tests.corekit import RecordingSurface
 from tests.fakes.llm_server import FakeLLMServer
 
 REF = ConversationRef("memory", "w", "c1")
 
 
 class MemoryAdapter:
-    """An in-memory platform: connects after a moment and records what it posts."""
+    """An in-memory platform: connects after a moment and records what it posts, per reply address."""
 
     name = "memory"
-    capabilities = Capabilities(max_message_chars=1000, edit_interval_s=0.1)
 
     def __init__(self) -> None:
         self.connected = False
-        self.notices: list[tuple[ConversationRef, str]] = []
+        self.surfaces: dict[tuple[ConversationRef, str], RecordingSurface] = {}
 
     async def run(self) -> None:
         await asyncio.sleep(0.05)
@@ -41,17 +40,31 @@ class MemoryAdapter:
     def ready(self) -> bool:
         return self.connected
 
-    async def post_notice(self, ref: ConversationRef, text: str) -> None:
-        self.notices.append((ref, text))
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> RecordingSurface:
+        return self.surfaces.setdefault((ref, reply_address), RecordingSurface())
+
+    def shown(self) -> list[tuple[ConversationRef, list[str]]]:
+        return [(ref, surface.texts()) for (ref, _), surface in self.surfaces.items() if surface.texts()]
 
 
-async def test_serve_runs_adapters_health_and_restart_notes(
+async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not shown in time")
+
+
+async def test_serve_runs_adapters_health_and_answers_what_a_crash_left(
     llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
 ) -> None:
     settings = settings_for()
     async with open_core(settings) as previous_run:  # stopped mid-turn, as by a crash
         state = await previous_run.sessions.get(REF)
-        turn = await previous_run.store.add_turn(state.id, REF, "u1", "what is the plan?", "evt-1")
+        turn = await previous_run.store.admit_turn(
+            REF, "u1", "what is the plan?", "evt-1", reply_address="a1"
+        )
+        assert turn is not None
         await previous_run.sessions.append(
             state, [Message.user("what is the plan?")], turn_id=turn.id, turn_status="running"
         )
@@ -59,10 +72,7 @@ async def test_serve_runs_adapters_health_and_restart_notes(
         adapter = MemoryAdapter()
         http = HttpServer("127.0.0.1", 0)
         task = asyncio.create_task(serve([adapter], core.router, http))
-        for _ in range(100):
-            if adapter.notices:
-                break
-            await asyncio.sleep(0.02)
+        await wait_for(lambda: bool(adapter.shown()))
         async with (
             aiohttp.ClientSession() as client,
             client.get(f"http://127.0.0.1:{http.port}/healthz") as reply,
@@ -70,12 +80,12 @@ async def test_serve_runs_adapters_health_and_restart_notes(
             assert reply.status == 200
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    assert adapter.notices == [
-        (REF, 'I restarted before I could finish answering "what is the plan?". Please ask again.')
-    ]
+    # It used no tool, so it was run again and answered where the message came from.
+    assert list(adapter.surfaces) == [(REF, "a1")]
+    assert adapter.shown() == [(REF, ["echo: what is the plan?"])]
 
 
-async def test_replicas_close_the_turns_of_a_replica_that_vanished(
+async def test_replicas_finish_the_turns_of_a_replica_that_vanished(
     llm_server: FakeLLMServer,
     settings_for: Callable[..., Settings],
     postgres_url: str,
@@ -90,19 +100,16 @@ async def test_replicas_close_the_turns_of_a_replica_that_vanished(
         # Another replica takes a message, starts on it, and disappears (its connections just end).
         other = open_store(postgres_url)
         await other.open()
-        session = await other.current_session(REF)
-        turn = await other.add_turn(session.id, REF, "u1", "are you still there?", "evt-9")
-        await other.append_messages(session.id, [(Message.user("are you still there?"), 5)],
+        turn = await other.admit_turn(REF, "u1", "are you still there?", "evt-9", reply_address="a9")
+        assert turn is not None
+        await other.append_messages(turn.session_id, [(Message.user("are you still there?"), 5)],
                                     turn_id=turn.id, turn_status="running")  # fmt: skip
         await other.close()
-        for _ in range(200):
-            if adapter.notices:
-                break
-            await asyncio.sleep(0.05)
+        await wait_for(lambda: bool(adapter.shown()))
+        await core.router.wait_idle()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        history = [m.message.text for m in await core.store.load_messages(session.id)]
-    assert adapter.notices == [
-        (REF, 'I restarted before I could finish answering "are you still there?". Please ask again.')
-    ]
-    assert history == ["are you still there?", INTERRUPTED_NOTE]
+        history = [m.message.text for m in await core.store.load_messages(turn.session_id)]
+        assert (await core.store.get_turn(turn.id)).delivered_at is not None  # type: ignore[union-attr]
+    assert adapter.shown() == [(REF, ["echo: are you still there?"])]
+    assert history == ["are you still there?", "echo: are you still there?"]

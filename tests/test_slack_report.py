@@ -15,19 +15,18 @@ import pytest
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.adapter import SlackAdapter
-from adapters.slack.client import build_client
-from adapters.slack.post import PostWriter
+from adapters.slack.client import NO_RETRY_METHODS, build_client
 from adapters.slack.report import report_blocks
 from adapters.slack.settings import SlackSettings
-from adapters.slack.stream import StreamGate, StreamWriter
-from adapters.slack.target import ReplyTarget, Transport
-from adapters.slack.turn import TurnRenderer
+from adapters.slack.stream import StreamGate
+from adapters.slack.surface import SlackSurface
+from adapters.slack.target import ReplyTarget
 from bot.app import open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
-from core.events import TextDelta, TurnDone
-from core.render import Capabilities
+from core.events import AgentEvent, TextDelta, TurnDone
+from core.present import Presenter
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.slack_server import ALICE, APP_TOKEN, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, mention
@@ -227,14 +226,20 @@ async def test_footer_rides_under_a_streamed_answer(slack_bot: Any) -> None:
         assert len(bot.slack.bot_messages(CHANNEL, event["ts"])) == 1  # no extra message
 
 
-async def test_footer_is_a_context_line_when_posting_and_editing(slack_bot: Any) -> None:
+async def test_footer_is_small_print_under_the_answer_when_posting_and_editing(slack_bot: Any) -> None:
     async with slack_bot(core={"bot_cost_footer": True}, native_streaming=False) as bot:
         event = bot.slack.user_message(CHANNEL, f"<@{BOT_USER}> hello")
         await bot.slack.push_event(mention(event))
-        await bot.slack.wait_for(lambda: len(bot.slack.bot_messages(CHANNEL, event["ts"])) == 2)
-        answer, footer = bot.slack.bot_messages(CHANNEL, event["ts"])
-        assert answer.text == "echo: hello"
-        assert footer.blocks and footer.blocks[0]["type"] == "context" and "out tokens" in footer.text
+        await bot.slack.wait_for(
+            lambda: (
+                "out tokens" in "".join(m.text for m in bot.slack.bot_messages(CHANNEL, event["ts"]))
+                and not bot.adapter._tasks
+            )
+        )
+        [answer] = bot.slack.bot_messages(CHANNEL, event["ts"])
+        text, footer = answer.text.split("\n\n")
+        assert text == "echo: hello"
+        assert footer.startswith("_") and footer.endswith("_") and "out tokens" in footer
 
 
 async def test_no_footer_by_default(slack_bot: Any) -> None:
@@ -246,31 +251,40 @@ async def test_no_footer_by_default(slack_bot: Any) -> None:
 
 
 @pytest.mark.parametrize("native", [True, False])
-async def test_renderer_escapes_the_footer_and_shows_it_once(native: bool) -> None:
+async def test_the_footer_is_escaped_and_shown_once(native: bool) -> None:
     fake = FakeSlack()
     await fake.start()
-    client, _ = build_client(BOT_TOKEN, fake.api_url, 0)
+    client, _ = build_client(BOT_TOKEN, fake.api_url, 0, no_retry=NO_RETRY_METHODS)
     try:
         thread = fake.user_message(CHANNEL, "hi")["ts"]
-        transport = Transport(client, ReplyTarget(CHANNEL, thread, ALICE, TEAM, False))
-        caps = Capabilities(max_message_chars=12_000, edit_interval_s=0.01)
-        writer: StreamWriter | PostWriter = PostWriter(transport, caps)
-        if native:
-            loop = asyncio.get_running_loop()
-            gate = StreamGate(loop.time)
-            writer = StreamWriter(
-                transport, gate, lambda: PostWriter(transport, caps), interval_s=0.01, rollover_s=200,
-                clock=loop.time,
-            )  # fmt: skip
-        renderer = TurnRenderer(transport, writer)
-        await renderer.on(TextDelta("Done."))
-        await renderer.on(TurnDone("Done.", 10, 2, 0.001, footer="10 in · 2 out <tokens> · $0.0010"))
-        shown = [
-            e["text"]
-            for m in fake.bot_messages(CHANNEL, thread)
-            for b in m.blocks or []
-            for e in b["elements"]
-        ]
-        assert shown == ["10 in · 2 out &lt;tokens&gt; · $0.0010"]
+        settings = SlackSettings(
+            _env_file=None,  # type: ignore[call-arg]
+            bot_token=BOT_TOKEN,
+            app_token=APP_TOKEN,
+            api_url=fake.api_url,
+            native_streaming=native,
+            stream_interval=0.01,
+            edit_interval=0.01,
+        )
+        gate = StreamGate(asyncio.get_running_loop().time)
+        surface = SlackSurface(client, ReplyTarget(CHANNEL, thread, ALICE, TEAM, False), settings, gate)
+        footer = "10 in · 2 out <tokens> · $0.0010"
+        outcome = await Presenter(surface).present(
+            _events(TextDelta("Done."), TurnDone("Done.", footer=footer))
+        )
+        assert outcome.delivered
+        [answer] = fake.bot_messages(CHANNEL, thread)
+        if native:  # a context block under the streamed answer, in mrkdwn
+            assert answer.text == "Done."
+            assert [e["text"] for b in answer.blocks or [] for e in b["elements"]] == [
+                "10 in · 2 out &lt;tokens&gt; · $0.0010"
+            ]
+        else:  # small print in the answer's Markdown
+            assert answer.text == f"Done.\n\n_{footer}_" and not answer.blocks
     finally:
         await fake.stop()
+
+
+async def _events(*events: AgentEvent) -> AsyncIterator[AgentEvent]:
+    for event in events:
+        yield event

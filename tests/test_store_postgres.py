@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -22,7 +23,7 @@ from core.storage.migrations import MIGRATIONS as SQLITE_MIGRATIONS
 from core.storage.migrations import SchemaTooNewError
 from core.storage.postgres import PostgresStore
 from core.storage.postgres.fleet import MEMBER_LOCK_CLASS
-from core.storage.postgres.schema import MIGRATIONS
+from core.storage.postgres.schema import MIGRATIONS, migrate
 from core.tokens import TokenCounter
 from tests.corekit import collect, done
 from tests.fakes.llm_server import FakeLLMServer, Reply
@@ -98,6 +99,42 @@ async def test_a_newer_schema_is_refused(postgres_url: str) -> None:
         await open_store(postgres_url).open()
 
 
+async def test_delivery_migration_applies_to_existing_turns(postgres_url: str) -> None:
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await migrate(conn, MIGRATIONS[:4]) == 4
+        session = await conn.fetchval(
+            "INSERT INTO sessions (conversation_key, platform, workspace, channel, thread, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, 0) RETURNING id",
+            *(REF.key, REF.platform, REF.workspace, REF.channel, REF.thread),
+        )
+        turn = await conn.fetchval(
+            "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
+            " sender_id, text, event_id, status, created_at, updated_at, owner)"
+            " VALUES ($1, $2, $3, $4, $5, $6, 'U1', 'old', 'e1', 'done', 1e9, 1e9, 0) RETURNING id",
+            *(session, REF.key, REF.platform, REF.workspace, REF.channel, REF.thread),
+        )
+    finally:
+        await conn.close()
+    store = open_store(postgres_url)
+    await store.open()
+    try:
+        old = await store.get_turn(turn)
+        assert old is not None
+        assert (old.reply_address, old.is_dm, old.sender_name, old.answer, old.delivered_at) == (
+            "",
+            False,
+            "",
+            None,
+            None,
+        )
+        assert await store.undelivered_turns("slack", datetime(2000, 1, 1, tzinfo=UTC)) == []
+    finally:
+        await store.close()
+    rows = await run_sql(postgres_url, "SELECT MAX(version) FROM schema_version")
+    assert rows[0][0] == 5
+
+
 # Fleet: one event, one claim
 
 
@@ -105,6 +142,46 @@ async def test_an_event_delivered_to_every_replica_is_claimed_once(replicas: Rep
     stores = await replicas(3)
     wins = await asyncio.gather(*(s.claim_event("slack", f"ev{n}") for n in range(50) for s in stores))
     assert sum(wins) == 50
+
+
+async def test_an_event_admitted_by_every_replica_gets_one_turn(replicas: Replicas) -> None:
+    stores = await replicas(3)
+    # Each event opens a new conversation, so the replicas also race to open its session.
+    refs = [ConversationRef("slack", "T1", "C2", str(n)) for n in range(30)]
+    turns = await asyncio.gather(
+        *(s.admit_turn(ref, "U1", "hi", f"ev-{ref.thread}") for ref in refs for s in stores)
+    )
+    admitted = [t for t in turns if t is not None]
+    assert sorted(t.event_id for t in admitted) == sorted(f"ev-{ref.thread}" for ref in refs)
+    more = await asyncio.gather(
+        *(
+            s.admit_turn(ref, "U1", "again", f"ev-{ref.thread}-{n}")
+            for ref in refs
+            for n, s in enumerate(stores)
+        )
+    )
+    for ref in refs:
+        sessions = {t.session_id for t in [*admitted, *more] if t is not None and t.ref == ref}
+        assert sessions == {(await stores[0].current_session(ref)).id}
+
+
+async def test_undelivered_turns_of_a_replica_that_is_gone_are_taken_over_once(replicas: Replicas) -> None:
+    a, b, c = await replicas(3)
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    turn = await a.admit_turn(REF, "U1", "hi", "e1", reply_address="C1/1", sender_name="Ada")
+    assert turn is not None
+    await a.set_turn_answer(turn.id, "done", "hello!")
+    assert await b.undelivered_turns("slack", since) == []  # a is alive: it delivers its own answer
+    await a.close()
+    taken = await asyncio.gather(b.undelivered_turns("slack", since), c.undelivered_turns("slack", since))
+    assert sorted(len(t) for t in taken) == [0, 1]
+    (adopted,) = taken[0] + taken[1]
+    assert (adopted.id, adopted.answer, adopted.reply_address, adopted.sender_name) == (
+        turn.id,
+        "hello!",
+        "C1/1",
+        "Ada",
+    )
 
 
 async def test_replicas_opening_one_conversation_get_one_session(replicas: Replicas) -> None:

@@ -7,8 +7,10 @@ what the fake recorded: the calls made, and what each chat finally shows.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Callable
+from functools import partial
 
 import aiohttp
 
@@ -33,13 +35,17 @@ def shows(markdown: str) -> str:
     return parse_html(to_html(markdown))
 
 
-async def final_texts(fake: FakeTelegram, chat_id: int, expected: list[str]) -> None:
+async def final_texts(fake: FakeTelegram, chat_id: int, expected: list[str], within: float = 10.0) -> None:
     """Wait until the chat's bot messages show exactly `expected` (streaming finished)."""
     try:
-        await fake.wait_for(lambda: [m.text for m in fake.bot_messages(chat_id)] == expected)
+        await fake.wait_for(lambda: [m.text for m in fake.bot_messages(chat_id)] == expected, within)
     except AssertionError:
         shown = [m.text[:200] for m in fake.bot_messages(chat_id)]
         raise AssertionError(f"chat {chat_id} shows {shown!r}, expected {expected!r}") from None
+
+
+def answered_more(fake: FakeTelegram, chat_id: int, before: int) -> bool:
+    return len(fake.bot_messages(chat_id)) > before
 
 
 # --- private chats ------------------------------------------------------------------------------------
@@ -56,7 +62,8 @@ async def test_dm_streams_via_drafts_with_a_tool_call_then_sends_the_final_messa
     async with running_bot(fake, settings_for()):
         fake.user_says(fake.private_chat(ALICE), "what is 6*7?")
         expected = "Let me compute.\n\nThe answer is **42**, as _calculated_."
-        await final_texts(fake, ALICE, [shows(expected)])
+        # ~4 s of scripted model delays, plus the first model call's SDK import when this test runs first
+        await final_texts(fake, ALICE, [shows(expected)], within=20)
         message = fake.bot_messages(ALICE)[0]
         assert message.parse_mode == "HTML" and "<b>42</b>" in message.markup
         assert message.reply_to is None and message.edits == 0  # drafts streamed; one final message
@@ -160,10 +167,26 @@ async def test_a_draft_429_skips_previews_and_a_draft_error_falls_back_to_editin
         await final_texts(fake, ALICE, [shows(text), shows(text)])
 
 
+async def test_a_server_without_drafts_streams_by_editing_and_stops_asking(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    text = "An answer from an older Bot API server. " * 6
+    llm_server.script("anthropic", Reply.text(text, chunks=6, delay_s=0.05), Reply.text(text, chunks=6))
+    fake.missing.add("sendMessageDraft")  # a self-hosted Bot API server from before drafts
+    async with running_bot(fake, settings_for()):
+        fake.user_says(fake.private_chat(ALICE), "one")
+        await final_texts(fake, ALICE, [shows(text)])
+        assert len(fake.calls_to("sendMessageDraft")) == 1 and fake.bot_messages(ALICE)[0].edits >= 1
+        fake.user_says(fake.private_chat(ALICE), "two")
+        await final_texts(fake, ALICE, [shows(text), shows(text)])
+        assert len(fake.calls_to("sendMessageDraft")) == 1  # switched off for good
+
+
 async def test_provider_errors_and_cut_streams_end_with_a_clear_message(
     fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
 ) -> None:
-    llm_server.script("anthropic", Reply.server_error(), Reply.server_error(), Reply.cut(after_chunks=2))
+    broken = Reply.cut(after_chunks=2)  # a cut stream is retried once (bot_retry_attempts=2): cut both
+    llm_server.script("anthropic", Reply.server_error(), Reply.server_error(), broken, broken)
     async with running_bot(fake, settings_for()) as bot:
         fake.user_says(fake.private_chat(ALICE), "first")
         await fake.wait_for(lambda: fake.bot_messages(ALICE))
@@ -186,6 +209,12 @@ async def test_a_final_message_telegram_refuses_is_reported_as_a_platform_error(
         await fake.wait_for(lambda: bot.observer.errors)
         assert bot.observer.errors == [("telegram", "platform_api")]
         assert not fake.bot_messages(ALICE) and not bot.observer.rate_limits
+        group = fake.group(GROUP)
+        fake.remove_bot(GROUP)  # 403 Forbidden: the chat's choice, not a delivery failure
+        fake.user_says(group, f"@{BOT_USERNAME} still there?")
+        await fake.wait_for(lambda: fake.statuses(403))
+        await asyncio.sleep(0.2)
+        assert bot.observer.errors == [("telegram", "platform_api")]
 
 
 async def test_stop_ends_a_streaming_answer_and_other_chats_are_not_held_up(
@@ -205,6 +234,34 @@ async def test_stop_ends_a_streaming_answer_and_other_chats_are_not_held_up(
         assert any(t.startswith("word word") and t.endswith("⏹ Stopped.") for t in texts)
 
 
+async def test_a_final_message_that_fails_once_is_sent_again_and_lands_once(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    llm_server.script("anthropic", Reply.text("Delivered after all."), Reply.text("This one too."))
+    async with running_bot(fake, settings_for(), stream_style="off") as bot:
+        fake.script_failure("sendMessage", drop=True)  # the connection drops before Telegram answers
+        fake.user_says(fake.private_chat(ALICE), "one")
+        await final_texts(fake, ALICE, ["Delivered after all."])
+        fake.script_failure("sendMessage", retry_after=None, status=500)
+        fake.user_says(fake.private_chat(ALICE), "two")
+        await final_texts(fake, ALICE, ["Delivered after all.", "This one too."])
+        assert [c.status for c in fake.calls_to("sendMessage")] == [0, 200, 500, 200]
+        assert not bot.observer.errors
+
+
+async def test_typing_under_429_is_not_retried_in_a_loop(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    llm_server.script("anthropic", Reply.text("Thought about it.", delay_s=1.2))
+    fake.script_failure("sendChatAction", retry_after=0.2, times=50)
+    async with running_bot(fake, settings_for()) as bot:
+        fake.user_says(fake.private_chat(ALICE), "think hard")
+        await final_texts(fake, ALICE, [shows("Thought about it.")])
+        # One try per typing interval (4 s), never a retry into the 429s; the answer is not held up.
+        assert [c.status for c in fake.calls_to("sendChatAction")] == [429]
+        assert bot.observer.rate_limits == [("telegram", "sendChatAction")] and not bot.observer.errors
+
+
 # --- groups -------------------------------------------------------------------------------------------
 
 
@@ -220,12 +277,14 @@ async def test_group_mention_and_reply_to_the_bot_continue_one_conversation(
         answer = fake.bot_messages(GROUP)[0]
         assert answer.reply_to == question and len(llm_server.requests) == 1
         assert not fake.calls_to("sendMessageDraft")  # drafts are for private chats only
+        # (A follow-up that arrives while the first turn is still being stored shows "I will answer
+        # this once I finish..." until its answer replaces it: wait for the answers themselves.)
         fake.user_says(group, "and after that?", reply_to=answer.message_id)
-        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 2)
+        await final_texts(fake, GROUP, [shows("echo: what is the plan?"), shows("echo: and after that?")])
         history = llm_server.bodies("anthropic")[-1]["messages"]
         assert len(history) == 3  # the first exchange and the follow-up: one session
         fake.user_says(group, f"@{BOT_USERNAME} unrelated question")  # a new chain: a new session
-        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 3)
+        await fake.wait_for(lambda: fake.bot_messages(GROUP)[-1].text == "echo: unrelated question")
         assert len(llm_server.bodies("anthropic")[-1]["messages"]) == 1
 
 
@@ -240,9 +299,61 @@ async def test_a_reply_continues_its_conversation_after_a_restart_and_on_another
     answer = fake.bot_messages(GROUP)[0]
     async with running_bot(fake, settings):  # ...is gone; a fresh process gets the reply
         fake.user_says(group, "and after that?", reply_to=answer.message_id)
-        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 2)
+        await final_texts(fake, GROUP, [shows("echo: what is the plan?"), shows("echo: and after that?")])
     history = llm_server.bodies("anthropic")[-1]["messages"]
     assert len(history) == 3  # the first exchange came along: the same conversation
+
+
+async def test_a_group_reply_under_a_429_storm_ends_with_exactly_the_models_reply(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    text = "A group answer that streams in many chunks, **formatted**. " * 12
+    llm_server.script("anthropic", Reply.text(text, chunks=12, delay_s=0.05))
+    fake.script_failure("sendMessage", retry_after=0.3, times=4)
+    fake.script_failure("editMessageText", retry_after=0.3, times=4)
+    group = fake.group(GROUP)
+    async with running_bot(fake, settings_for()) as bot:
+        question = fake.user_says(group, f"@{BOT_USERNAME} explain it all")
+        await final_texts(fake, GROUP, [shows(text)])  # all of it, and no failure line under it
+        for _ in range(200):  # the store hears that the answer landed
+            turn = await bot.core.store.get_turn(1)
+            if turn is not None and turn.delivered_at is not None:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the answer was never marked delivered")
+        assert [m.text for m in fake.bot_messages(GROUP)] == [shows(text)]
+        assert fake.bot_messages(GROUP)[0].reply_to == question
+        assert len(fake.statuses(429)) >= 4  # the storm happened...
+        assert not bot.observer.errors  # ...and nothing was reported undelivered
+
+
+async def test_surface_for_rebuilds_the_reply_surface_of_a_stored_turn(
+    fake: FakeTelegram, llm_server: FakeLLMServer, settings_for: SettingsFor
+) -> None:
+    forum = fake.group(GROUP, forum=True)
+    topic = fake.open_topic(forum, fake.user(ALICE))
+    async with running_bot(fake, settings_for()) as bot:
+        question = fake.user_says(forum, f"@{BOT_USERNAME} where am I?", sender=fake.user(ALICE), topic=topic)
+        fake.user_says(fake.private_chat(7, "Bob"), "and me?")
+        await fake.wait_for(lambda: fake.bot_messages(GROUP) and fake.bot_messages(7))
+        for turn_id in (1, 2):
+            turn = await bot.core.store.get_turn(turn_id)
+            assert turn is not None and turn.reply_address
+            chat = int(turn.ref.channel)
+            surface = bot.adapter.surface_for(turn.ref, turn.reply_address)
+            await surface.post("Posted **again** through the stored address.")
+            await surface.private("A reply just for the asker.")
+            again, private = fake.bot_messages(chat)[-2:]
+            assert again.text == "Posted again through the stored address." and again.parse_mode == "HTML"
+            first = fake.bot_messages(chat)[0]
+            assert (again.thread_id, again.reply_to) == (private.thread_id, private.reply_to)
+            assert (again.thread_id, again.reply_to) == (first.thread_id, first.reply_to)
+        assert (
+            fake.bot_messages(GROUP)[-1].thread_id == topic
+            and fake.bot_messages(GROUP)[-1].reply_to == question
+        )
+        assert fake.bot_messages(7)[-1].reply_to is None
 
 
 async def test_forum_topic_is_its_own_conversation(
@@ -252,13 +363,14 @@ async def test_forum_topic_is_its_own_conversation(
     alice = fake.user(ALICE)
     topic_a, topic_b = fake.open_topic(forum, alice), fake.open_topic(forum, alice)
     async with running_bot(fake, settings_for()):
+        answers = [shows("echo: first in A")]
         fake.user_says(forum, f"@{BOT_USERNAME} first in A", sender=alice, topic=topic_a)
-        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 1)
+        await final_texts(fake, GROUP, answers)
         fake.user_says(forum, f"@{BOT_USERNAME} second in A", sender=alice, topic=topic_a)
-        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 2)
+        await final_texts(fake, GROUP, answers := [*answers, shows("echo: second in A")])
         assert len(llm_server.bodies("anthropic")[-1]["messages"]) == 3
         fake.user_says(forum, f"@{BOT_USERNAME} first in B", sender=alice, topic=topic_b)
-        await fake.wait_for(lambda: len(fake.bot_messages(GROUP)) == 3)
+        await final_texts(fake, GROUP, [*answers, shows("echo: first in B")])
         assert len(llm_server.bodies("anthropic")[-1]["messages"]) == 1
         threads = [m.thread_id for m in fake.bot_messages(GROUP)]
         assert threads == [topic_a, topic_a, topic_b]
@@ -278,9 +390,8 @@ async def test_commands_are_registered_and_answered_in_private_chats_and_groups(
         assert {"help", "new", "model", "usage", "stop"} <= set(names)
         chat = fake.private_chat(ALICE)
         for command in ("/start", "/help", "/new", "/model", "/usage", "/stop", "/nonsense", "/"):
-            before = len(fake.bot_messages(ALICE))
             fake.user_says(chat, command)
-            await fake.wait_for(lambda before=before: len(fake.bot_messages(ALICE)) > before)
+            await fake.wait_for(partial(answered_more, fake, ALICE, len(fake.bot_messages(ALICE))))
         texts = [m.text for m in fake.bot_messages(ALICE)]
         assert texts[0].startswith("I answer questions") and texts[1] == texts[0]
         assert texts[2].startswith("Started a fresh conversation")

@@ -10,8 +10,10 @@ from telegram import Bot, Update
 
 from adapters.telegram.adapter import file_url_for
 from adapters.telegram.format import to_html, visible_length
-from adapters.telegram.inbound import BotIdentity, ReplyChains, parse_update
-from tests.fakes.telegram_server import TOKEN, ApiError, parse_html
+from adapters.telegram.inbound import BotIdentity, ReplyChains, Target, parse_update
+from core.inbound import ConversationRef
+from tests.fakes.telegram_files import ApiError
+from tests.fakes.telegram_server import TOKEN, parse_html
 
 ME = BotIdentity(7_000_000_001, "teammate_bot")
 ALICE = {"id": 42, "is_bot": False, "first_name": "Alice", "last_name": "Liddell"}
@@ -130,3 +132,20 @@ def test_in_a_forum_topic_the_topic_is_the_session_and_its_root_is_not_a_reply()
     addressed = parse_update(update(body | {"reply_to_message": creation}), ME, ReplyChains())
     assert addressed is not None and addressed.message.ref.thread == "topic:3"
     assert addressed.target.thread_id == 3
+
+
+def test_the_reply_address_names_the_target_and_turns_stored_without_one_fall_back_to_the_ref() -> None:
+    chat = {"id": 42, "type": "private", "first_name": "Alice"}
+    forum = GROUP | {"is_forum": True}
+    topic = {"chat": forum, "message_thread_id": 3, "is_topic_message": True}
+    mention = {"text": "@teammate_bot yes", "entities": [{"type": "mention", "offset": 0, "length": 13}]}
+    for body in ({"chat": chat, "text": "hi"}, mention, topic | mention):
+        addressed = parse_update(update(body), ME, ReplyChains())
+        assert addressed is not None
+        message = addressed.message
+        assert Target.from_address(message.reply_address, message.ref) == addressed.target
+        # A turn stored before reply addresses existed: its conversation says where answers go.
+        assert Target.from_address("", message.ref).chat_id == addressed.target.chat_id
+    assert Target.from_address("", ConversationRef("telegram", "", "-1001", "10")) == Target(-1001, None, 10)
+    assert Target.from_address("", ConversationRef("telegram", "", "-1001", "topic:3")) == Target(-1001, 3)
+    assert Target.from_address("", ConversationRef("telegram", "", "42", "")) == Target(42, private=True)

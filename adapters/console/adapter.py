@@ -14,32 +14,11 @@ import threading
 import uuid
 from typing import TextIO
 
-from core.events import (
-    AgentEvent,
-    CommandReply,
-    Notice,
-    Refused,
-    TextDelta,
-    ToolFinished,
-    ToolStarted,
-    TurnDone,
-    TurnFailed,
-)
+from adapters.console.surface import ConsoleSurface, Terminal
 from core.inbound import ConversationRef, InboundMessage, Sender
 from core.router import Router
 
 EXIT_WORDS = ("/exit", "/quit")
-_RESULT_PREVIEW = 160
-
-
-def summarize_arguments(arguments: dict[str, object], limit: int = 80) -> str:
-    text = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def preview(text: str, limit: int = _RESULT_PREVIEW) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 class ConsoleAdapter:
@@ -56,12 +35,11 @@ class ConsoleAdapter:
         user: str | None = None,
     ) -> None:
         self._router = router
-        self._in, self._out, self._err = stdin, stdout, stderr
+        self._in = stdin
         self._interactive = interactive
+        self._terminal = Terminal(stdout, stderr, interactive=interactive)
         self.user = user or getpass.getuser()
         self.ref = ConversationRef("console", "local", self.user)
-        self._at_line_start = True
-        self._after_note = False
         self._turn: asyncio.Task[None] | None = None
         self._stopper: asyncio.Task[None] | None = None
         self._quit = asyncio.Event()
@@ -70,21 +48,21 @@ class ConsoleAdapter:
         return InboundMessage(self.ref, Sender(self.user, self.user), text, uuid.uuid4().hex, is_dm=True)
 
     async def run(self, *, fresh: bool = False) -> None:
-        for note in await self._router.recover(self.ref.platform):
-            self._note(f"note: {note.text}")
+        if await self._router.recover(self.ref.platform, self.surface_for):
+            self._terminal.note("note: finishing what the last session left unanswered")
         if fresh:
             await self._answer(self._message("/new"))
         if self._interactive:
-            self._note(
+            self._terminal.note(
                 "Chatting with the bot. /help for commands, /exit or Ctrl-D to leave, Ctrl-C stops an answer."
             )
         lines = self._start_reader()
         self._install_interrupt()
         while not self._quit.is_set():
             if self._interactive:
-                self._write("\nyou> ")
+                self._terminal.write("\nyou> ")
             line = await self._next_line(lines)
-            self._at_line_start = True  # the user's Enter ended the prompt line
+            self._terminal.at_line_start = True  # the user's Enter ended the prompt line
             if line is None or line.strip() in EXIT_WORDS:
                 break
             if not line.strip():
@@ -129,51 +107,8 @@ class ConsoleAdapter:
         else:
             self._quit.set()
 
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> ConsoleSurface:
+        return ConsoleSurface(self._terminal)  # one terminal: every answer goes to it
+
     async def _answer(self, message: InboundMessage) -> None:
-        async for event in self._router.handle(message):
-            self.render(event)
-
-    def render(self, event: AgentEvent) -> None:
-        if isinstance(event, TextDelta):
-            self._write(self._after_tool_lines(event.text) if self._after_note else event.text)
-        elif isinstance(event, ToolStarted):
-            self._note(f"⚙ {event.name}({summarize_arguments(event.arguments)})")
-        elif isinstance(event, ToolFinished):
-            mark = "✗" if event.is_error else "✓"
-            self._note(f"{mark} {event.name} ({event.duration_s:.2f}s): {preview(event.output)}")
-        elif isinstance(event, Notice):
-            self._note(f"… {event.text}")
-        elif isinstance(event, CommandReply | Refused):
-            self._end_line()
-            self._write(event.text + "\n")
-        elif isinstance(event, TurnDone):
-            self._end_line()
-        elif isinstance(event, TurnFailed):
-            self._end_line()
-            self._note(f"! {event.message}")
-
-    def _after_tool_lines(self, text: str) -> str:
-        """Between steps the core sends a blank line; after tool lines one line break is enough."""
-        stripped = text.lstrip("\n")
-        if stripped == text:
-            return text
-        return stripped if self._at_line_start else "\n" + stripped
-
-    def _write(self, text: str) -> None:
-        if text:
-            self._out.write(text)
-            self._out.flush()
-            self._at_line_start = text.endswith("\n")
-            self._after_note = False
-
-    def _end_line(self) -> None:
-        if not self._at_line_start:
-            self._write("\n")
-
-    def _note(self, text: str) -> None:
-        if self._interactive:
-            self._end_line()  # stdout and stderr share the terminal: do not cut into a line of the answer
-        self._out.flush()
-        self._err.write(text + "\n")
-        self._err.flush()
-        self._after_note = True
+        await self._router.answer(message, ConsoleSurface(self._terminal))

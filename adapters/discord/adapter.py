@@ -4,9 +4,11 @@ The REST base and gateway URL are class attributes in discord.py (`Route.BASE`,
 `DiscordWebSocket.DEFAULT_GATEWAY`); they are set from the settings before connecting, so a REST proxy
 or a local fake works. One Discord adapter per process, as one client per bot token.
 
-discord.py waits out 429s itself and offers no callback for them; its `http_trace` option (an aiohttp
-TraceConfig on the session every REST call, interaction response and CDN download goes through) sees
-each response, so every 429 is reported to the observer once, whether discord.py retries it or not.
+discord.py's `http_trace` option (an aiohttp TraceConfig on the session every REST call, interaction
+response and CDN download goes through) sees each response: every 429 is reported to the observer
+once, and reply calls get one attempt each, their 429s and 5xx left to the core's presenter (api.py).
+Answers are shown by the core's presenter on the surfaces of surfaces.py; `surface_for` rebuilds one
+from a stored reply address (address.py) after a restart.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -25,17 +26,18 @@ import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
+from adapters.discord.api import MAX_RATELIMIT_WAIT_S, http_trace
 from adapters.discord.commands import build_tree, sync_commands
 from adapters.discord.flows import Flows
 from adapters.discord.inbound import PLATFORM
 from adapters.discord.invite import invite_url
 from adapters.discord.report import announcement, channel_id, chart_file, report_embed
 from adapters.discord.settings import DiscordSettings
-from adapters.discord.surfaces import MAX_CHARS, ChannelSurface
+from adapters.discord.surfaces import MAX_CHARS, capabilities
 from core.adapter import PLATFORM_API, AdapterContext
 from core.inbound import ConversationRef
-from core.render import Capabilities
 from core.reports.model import DailyReport
+from core.surface import Surface
 from core.textsplit import split_text
 
 log = logging.getLogger(__name__)
@@ -52,27 +54,6 @@ def intents_for(settings: DiscordSettings) -> discord.Intents:
     intents.dm_messages = True
     intents.message_content = settings.message_content  # privileged: plain messages in threads
     return intents
-
-
-def rate_limit_trace(report: Callable[[str], None]) -> aiohttp.TraceConfig:
-    """A trace for discord.py's HTTP session that calls `report` with "METHOD /resource" (e.g.
-    "PATCH /webhooks": no ids, never an interaction token) for every response that is a 429."""
-
-    async def on_request_end(
-        session: aiohttp.ClientSession, context: SimpleNamespace, params: aiohttp.TraceRequestEndParams
-    ) -> None:
-        if params.response.status == 429:
-            report(f"{params.method} /{_resource(params.url)}")
-
-    trace = aiohttp.TraceConfig()
-    trace.on_request_end.append(on_request_end)
-    return trace
-
-
-def _resource(url: yarl.URL) -> str:
-    base = yarl.URL(Route.BASE).path.rstrip("/")
-    path = url.path.removeprefix(base) if url.path.startswith(base + "/") else url.path
-    return path.strip("/").split("/", 1)[0]
 
 
 class _Client(discord.Client):
@@ -92,15 +73,14 @@ class DiscordAdapter:
     ) -> None:
         self._settings = settings
         self._context = context
-        self.capabilities = Capabilities(
-            max_message_chars=MAX_CHARS, edit_interval_s=settings.edit_interval, threads=True
-        )
+        self.capabilities = capabilities(settings.edit_interval)
         self._clock = clock or time.monotonic  # interaction-token lifetime (tests pass a simulated one)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._trace = rate_limit_trace(lambda route: context.observer.rate_limited(PLATFORM, route))
+        self._trace = http_trace(lambda route: context.observer.rate_limited(PLATFORM, route))
         self.client = _Client(
             self._setup,
             http_trace=self._trace,
+            max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,  # longer bucket waits raise: the core decides
             intents=intents_for(settings),
             max_messages=None,  # no message cache: the adapter never looks messages up
             chunk_guilds_at_startup=False,
@@ -178,10 +158,8 @@ class DiscordAdapter:
     def ready(self) -> bool:
         return self.client.is_ready() and not self.client.is_closed()
 
-    async def post_notice(self, ref: ConversationRef, text: str) -> None:
-        surface = ChannelSurface(self.client, int(ref.thread or ref.channel))
-        for part in split_text(text, MAX_CHARS):
-            await surface.post(part)
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> Surface:
+        return self.flows.surface_for(ref, reply_address)
 
     async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
         """One embed with the chart attached as its image. Without the Attach Files permission (403)
@@ -222,6 +200,7 @@ class DiscordAdapter:
             intents=discord.Intents.none(),
             allowed_mentions=discord.AllowedMentions.none(),
             http_trace=self._trace,
+            max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,
         )
         async with rest:
             try:

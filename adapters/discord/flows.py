@@ -1,26 +1,28 @@
 """What happens for each kind of Discord event: `/ask`, `/chat`, the core's commands, messages.
 
 Every flow takes the event once (in-memory pre-check; the core's store is the durable dedupe),
-acknowledges interactions first (Discord's 3-second deadline), hands the text to the router and renders
-what it yields. Threads are opened only once the core has accepted the message as a conversation turn,
-so a refused or duplicate event never leaves an empty thread behind.
+acknowledges interactions first (Discord's 3-second deadline), and hands the message to the router
+with the surface its answer goes to; the core's presenter shows it. Where the answer belongs in a new
+thread, the surface opens it on the first public reply, so a refused, command or duplicate event never
+leaves an empty thread behind. The message carries its reply address (address.py), from which
+`surface_for` rebuilds the surface after a restart.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import discord
 
+from adapters.discord.address import ReplyAddress, ThreadPlan
 from adapters.discord.images import collect
 from adapters.discord.inbound import Place, RecentIds, inbound, place_of, strip_mention, thread_place
 from adapters.discord.settings import ThreadArchiveMinutes
-from adapters.discord.surfaces import MAX_CHARS, ChannelSurface, InteractionSurface, Surface
-from adapters.discord.turn import TurnRenderer
-from core.events import AgentEvent, CommandReply, Refused
-from core.render import Capabilities
+from adapters.discord.surfaces import MAX_CHARS, ChannelSurface, InteractionSurface, Origin, ThreadSurface
+from core.inbound import ConversationRef, InboundMessage
 from core.router import Router
+from core.surface import Capabilities, Surface
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +41,6 @@ def starter_text(user: discord.abc.User, prompt: str) -> str:
     return head + (prompt if len(prompt) <= room else prompt[: room - 1] + "…")
 
 
-async def _prepend(first: AgentEvent, rest: AsyncIterator[AgentEvent]) -> AsyncIterator[AgentEvent]:
-    yield first
-    async for event in rest:
-        yield event
-
-
-def _is_private(event: AgentEvent) -> bool:
-    return isinstance(event, Refused | CommandReply)
-
-
 class Flows:
     def __init__(
         self,
@@ -61,7 +53,7 @@ class Flows:
         on_failed_reply: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
-        self._on_failed_reply = on_failed_reply  # a reply Discord refused (for metrics)
+        self._on_failed_reply = on_failed_reply  # a reply that could not be delivered (for metrics)
         self._router = router
         self._caps = capabilities
         self._clock = clock
@@ -74,63 +66,53 @@ class Flows:
     def _place(self, interaction: discord.Interaction) -> Place:
         return place_of(interaction.channel, interaction.guild_id, interaction.channel_id or 0)
 
-    async def ask(self, interaction: discord.Interaction, prompt: str) -> None:
-        """Answer in place: the deferred response streams the answer."""
+    async def _deferred(
+        self, interaction: discord.Interaction, *, ephemeral: bool
+    ) -> InteractionSurface | None:
         if not self._recent.first_time(interaction.id):
-            return
-        surface = InteractionSurface(interaction, clock=self._clock)
-        if not await surface.defer():
-            return
-        message = inbound(self._place(interaction), interaction.user, prompt, interaction.id)
-        await self._run(self._router.handle(message), surface, surface, typing=False)
+            return None
+        surface = InteractionSurface(interaction, self._caps, clock=self._clock, ephemeral=ephemeral)
+        return surface if await surface.defer() else None
+
+    async def ask(self, interaction: discord.Interaction, prompt: str) -> None:
+        """Answer in place: the deferred response shows the answer."""
+        surface = await self._deferred(interaction, ephemeral=False)
+        if surface is not None:
+            await self._in_place(interaction, surface, prompt)
 
     async def command(self, interaction: discord.Interaction, text: str) -> None:
         """A core command (`/new`, `/model x`, ...): answered privately to the caller."""
-        if not self._recent.first_time(interaction.id):
-            return
-        surface = InteractionSurface(interaction, clock=self._clock, ephemeral=True)
-        if not await surface.defer():
-            return
-        message = inbound(self._place(interaction), interaction.user, text, interaction.id)
-        await self._run(self._router.handle(message), surface, surface, typing=False)
+        surface = await self._deferred(interaction, ephemeral=True)
+        if surface is not None:
+            await self._in_place(interaction, surface, text)
+
+    async def _in_place(
+        self, interaction: discord.Interaction, surface: InteractionSurface, text: str
+    ) -> None:
+        place = self._place(interaction)
+        address = ReplyAddress(place.channel_id, original=surface.original_id)
+        message = inbound(place, interaction.user, text, interaction.id, reply_address=address.dumps())
+        await self._answer(message, surface, surface)
 
     async def chat(self, interaction: discord.Interaction, prompt: str) -> None:
         """Open a thread on the response and hold the conversation there; in a thread, a DM or a channel
         without threads it answers in place."""
-        if not self._recent.first_time(interaction.id):
-            return
-        surface = InteractionSurface(interaction, clock=self._clock)
-        if not await surface.defer():
+        surface = await self._deferred(interaction, ephemeral=False)
+        if surface is None:
             return
         place = self._place(interaction)
         if not place.can_open_thread or surface.original_id is None:
-            message = inbound(place, interaction.user, prompt, interaction.id)
-            await self._run(self._router.handle(message), surface, surface, typing=False)
+            await self._in_place(interaction, surface, prompt)
             return
         # The thread started from the response message gets that message's id: the conversation key
-        # is known before the thread exists, so the core can answer while the thread is being made.
+        # is known before the thread exists.
+        plan = ThreadPlan(
+            place.channel_id, surface.original_id, thread_name(prompt), starter_text(interaction.user, prompt)
+        )
+        address = ReplyAddress(place.channel_id, original=surface.original_id, thread=plan)
         thread = thread_place(place, surface.original_id)
-        events = self._router.handle(inbound(thread, interaction.user, prompt, interaction.id))
-        first = await anext(events, None)
-        if first is None or _is_private(first):
-            await self._run_first(first, events, surface, surface, typing=False)
-            return
-        target: Surface = surface
-        try:
-            await surface.post(starter_text(interaction.user, prompt))
-            await self._client.http.start_thread_with_message(
-                place.channel_id,
-                surface.original_id,
-                name=thread_name(prompt),
-                auto_archive_duration=self._archive,
-            )
-            self.own_threads.add(surface.original_id)
-            target = ChannelSurface(self._client, surface.original_id, private=surface.private)
-        except discord.HTTPException as error:
-            log.warning(
-                "could not open a thread for /chat (%s %s); answering in place", error.status, error.text
-            )
-        await self._run_first(first, events, target, surface, typing=True)
+        message = inbound(thread, interaction.user, prompt, interaction.id, reply_address=address.dumps())
+        await self._answer(message, self._thread(plan, surface), surface)
 
     # --- messages ----------------------------------------------------------------------------------
 
@@ -161,59 +143,59 @@ class Flows:
         said = strip_mention(message.content, me.id)
         images = await collect(message.attachments)  # before the core sees the message
         text = images.annotate(said)
-        reply_surface = ChannelSurface(self._client, place.channel_id, reply_to=message.id)
+        origin = ChannelSurface(self._client, place.channel_id, self._caps, reply_to=message.id)
         if not place.can_open_thread:
-            await self._run(
-                self._router.handle(inbound(place, message.author, text, message.id, images.blocks)),
-                reply_surface,
-                reply_surface,
-                typing=True,
+            address = ReplyAddress(place.channel_id, reply_to=message.id)
+            turn = inbound(
+                place, message.author, text, message.id, images.blocks, reply_address=address.dumps()
             )
+            await self._answer(turn, origin, origin)
             return
+        plan = ThreadPlan(place.channel_id, message.id, thread_name(said))
+        address = ReplyAddress(place.channel_id, reply_to=message.id, thread=plan)
         thread = thread_place(place, message.id)
-        events = self._router.handle(inbound(thread, message.author, text, message.id, images.blocks))
-        first = await anext(events, None)
-        target = reply_surface
-        if first is not None and not _is_private(first):
-            try:
-                opened = await message.create_thread(
-                    name=thread_name(said), auto_archive_duration=self._archive
-                )
-                self.own_threads.add(opened.id)
-                target = ChannelSurface(self._client, opened.id, private=reply_surface.private)
-            except discord.HTTPException as error:
-                log.warning(
-                    "could not open a thread (%s %s); answering in the channel", error.status, error.text
-                )
-        await self._run_first(first, events, target, reply_surface, typing=True)
+        turn = inbound(thread, message.author, text, message.id, images.blocks, reply_address=address.dumps())
+        await self._answer(turn, self._thread(plan, origin), origin)
 
-    # --- rendering ---------------------------------------------------------------------------------
+    # --- surfaces and answers ------------------------------------------------------------------------
 
-    async def _run_first(
-        self,
-        first: AgentEvent | None,
-        events: AsyncIterator[AgentEvent],
-        surface: Surface,
-        origin: Surface,
-        *,
-        typing: bool,
-    ) -> None:
-        if first is None:
+    def _thread(self, plan: ThreadPlan, origin: Origin) -> ThreadSurface:
+        return ThreadSurface(
+            self._client,
+            plan,
+            origin,
+            archive_minutes=self._archive,
+            opened=self.own_threads.add,
+            is_open=self._thread_exists,
+        )
+
+    def _thread_exists(self, thread_id: int) -> bool:
+        return thread_id in self.own_threads or self._client.get_channel(thread_id) is not None
+
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> Surface:
+        """The surface of a stored turn, from its reply address; no Discord call until it is used. An
+        interaction's answer goes through channel routes (its token is not stored and may be dead),
+        replacing the "thinking…" response."""
+        address = ReplyAddress.loads(reply_address, ref)
+        origin = ChannelSurface(
+            self._client,
+            address.channel,
+            self._caps,
+            reply_to=address.reply_to,
+            first_message=address.original,
+        )
+        return origin if address.thread is None else self._thread(address.thread, origin)
+
+    async def _answer(self, message: InboundMessage, surface: Surface, origin: Origin) -> None:
+        outcome = await self._router.answer(message, surface)
+        log.debug("event %s shown: %s", message.event_id, outcome)
+        if outcome.events == 0:
             await self._nothing(origin)
-            return
-        await self._run(_prepend(first, events), surface, origin, typing=typing)
-
-    async def _run(
-        self, events: AsyncIterator[AgentEvent], surface: Surface, origin: Surface, *, typing: bool
-    ) -> None:
-        renderer = TurnRenderer(surface, self._caps, typing=typing, on_failed_reply=self._on_failed_reply)
-        stats = await renderer.render(events)
-        log.debug("turn rendered: %s", stats)
-        if stats.events == 0:
-            await self._nothing(origin)
+        elif not outcome.delivered and self._on_failed_reply is not None:
+            self._on_failed_reply()
 
     @staticmethod
-    async def _nothing(origin: Surface) -> None:
+    async def _nothing(origin: Origin) -> None:
         """The core dropped the event (a duplicate): clear a pending "thinking…" response."""
         if isinstance(origin, InteractionSurface):
             try:

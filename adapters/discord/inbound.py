@@ -59,8 +59,18 @@ def inbound(
     text: str,
     event_id: int,
     images: tuple[ImageBlock, ...] = (),
+    *,
+    reply_address: str = "",
 ) -> InboundMessage:
-    return InboundMessage(place.ref, sender_of(user), text, str(event_id), images=images, is_dm=place.is_dm)
+    return InboundMessage(
+        place.ref,
+        sender_of(user),
+        text,
+        str(event_id),
+        images=images,
+        is_dm=place.is_dm,
+        reply_address=reply_address,
+    )
 
 
 def strip_mention(text: str, bot_id: int) -> str:

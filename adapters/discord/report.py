@@ -1,5 +1,4 @@
-"""The daily usage report as a Discord embed, the chart as an attached file shown as the embed's image,
-and the small cost footer under answers.
+"""The daily usage report as a Discord embed, the chart as an attached file shown as the embed's image.
 
 One embed carries the whole report: a headline (cost, requests, change versus the day before) in the
 description, the counts as inline fields, breakdowns as short ranked lists, budget status, and the
@@ -221,21 +220,6 @@ def report_embed(report: DailyReport, *, with_chart: bool) -> discord.Embed:
 
 def chart_file(report: DailyReport, chart_png: bytes) -> discord.File:
     return discord.File(io.BytesIO(chart_png), filename=chart_filename(report), description=CHART_DESCRIPTION)
-
-
-# --- the cost footer under answers --------------------------------------------------------------------
-
-
-def with_footer(text: str, footer: str) -> str:
-    """The answer with the turn's tokens/cost as a `-#` subtext line under it (outside any code block
-    the answer left open)."""
-    line = " ".join(footer.split())
-    if not line:
-        return text
-    body = text.rstrip()
-    if sum(1 for row in body.split("\n") if row.lstrip().startswith(("```", "~~~"))) % 2:
-        body += "\n```"
-    return f"{body}\n-# {line}"
 
 
 def announcement(text: str) -> str:

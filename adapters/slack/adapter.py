@@ -1,8 +1,12 @@
-"""The Slack adapter: Bolt (Socket Mode or HTTP Events API) in, threaded streamed replies out.
+"""The Slack adapter: Bolt (Socket Mode or HTTP Events API) in, threaded replies through the core's
+presenter out (adapters/slack/surface.py).
 
-Listeners only parse and hand off to a task, so every event is acknowledged at once (Bolt acks events
-before listeners run; the slash command acks first thing). Redeliveries are answered once: the event
-key is the message itself (channel + ts), claimed by the core's store, with an in-memory pre-check.
+A message is parsed and admitted by the core (the turn stored together with the event's claim) inside
+the listener, and Bolt acknowledges the event only after the listener returns
+(`process_before_response`): an event Slack saw acknowledged is never lost to a crash. The answer is
+then shown in a task of its own. Redeliveries are answered once: the event key is the message itself
+(channel + ts), claimed by the core's store, with an in-memory pre-check. Slash commands are
+acknowledged first thing (Slack's 3 s) and answered through their response_url.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -23,11 +28,9 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_bolt.middleware.authorization.async_single_team_authorization import (
     AsyncSingleTeamAuthorization,
 )
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack.client import build_client
-from adapters.slack.format import markdown_blocks
+from adapters.slack.client import NO_RETRY_METHODS, build_client
 from adapters.slack.images import Attachments, fetch_images
 from adapters.slack.inbound import (
     PLATFORM,
@@ -38,19 +41,19 @@ from adapters.slack.inbound import (
     thread_context,
     with_context,
 )
-from adapters.slack.post import PostWriter
 from adapters.slack.report import send_announcement, send_report
 from adapters.slack.settings import SlackSettings
-from adapters.slack.stream import MAX_STREAM_CHARS, StreamGate, StreamWriter
-from adapters.slack.target import ReplyTarget, Transport
+from adapters.slack.stream import StreamGate
+from adapters.slack.surface import CommandSurface, SlackSurface
+from adapters.slack.target import ReplyTarget
 from adapters.slack.threads import RecentKeys, ThreadTracker
-from adapters.slack.turn import TurnRenderer
 from core.adapter import PLATFORM_API, AdapterContext
 from core.conversation import ImageBlock
-from core.events import CommandReply, Refused
 from core.inbound import ConversationRef, InboundMessage, Sender
-from core.render import Capabilities
+from core.present import Outcome
 from core.reports.model import DailyReport
+from core.router import Admission
+from core.surface import Surface
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ SUGGESTED_PROMPTS = (
     {"title": "Summarise a web page", "message": "Summarise this page in five bullet points: "},
 )
 GREETING = "Hi! Ask me anything, or pick a suggestion."
+CALL_TIMEOUT_S = 30.0  # one Web API request; a reply call that times out is the presenter's to retry
 
 
 class SlackAdapter:
@@ -71,20 +75,26 @@ class SlackAdapter:
         self._settings = settings
         self._router = context.router
         self._observer = context.observer
-        self.capabilities = Capabilities(
-            max_message_chars=MAX_STREAM_CHARS,
-            edit_interval_s=settings.edit_interval,
-            native_stream=settings.native_streaming,
-            files=True,
-        )
+        token = settings.bot_token.get_secret_value()
+
+        def rate_limited(method: str) -> None:
+            self._observer.rate_limited(PLATFORM, method)
+
+        # Bolt, reports, thread reads and file downloads: 429s retried by the SDK after Retry-After.
         self.client, self.rate_limits = build_client(
-            settings.bot_token.get_secret_value(),
+            token, settings.api_url, settings.rate_limit_retries, on_rate_limited=rate_limited
+        )
+        # Replies: 429s go to the presenter (a final is retried for minutes, an interim update skipped).
+        self.reply_client, self.reply_rate_limits = build_client(
+            token,
             settings.api_url,
             settings.rate_limit_retries,
-            on_rate_limited=lambda method: self._observer.rate_limited(PLATFORM, method),
+            on_rate_limited=rate_limited,
+            no_retry=NO_RETRY_METHODS,
         )
         secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
-        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=False)
+        # Acknowledge events only after the listener returned: by then the core has stored the turn.
+        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.event("app_home_opened")(self._on_home_opened)
@@ -103,8 +113,10 @@ class SlackAdapter:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        session = aiohttp.ClientSession()
-        self.client.session = session  # one connection pool for every call, not a session per message
+        # One connection pool for every call, not a session per message.
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S))
+        self.client.session = session
+        self.reply_client.session = session
         try:
             auth = await self.client.auth_test()
             _share_auth_test(self.app, auth)
@@ -132,10 +144,12 @@ class SlackAdapter:
     def ready(self) -> bool:
         return self._ready
 
-    async def post_notice(self, ref: ConversationRef, text: str) -> None:
-        await self.client.chat_postMessage(
-            channel=ref.channel, thread_ts=ref.thread or None, markdown_text=text
-        )
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> Surface:
+        """The thread a stored turn is answered in, from the reply address its message carried."""
+        return self._surface(ReplyTarget.from_address(ref, reply_address))
+
+    def _surface(self, target: ReplyTarget) -> SlackSurface:
+        return SlackSurface(self.reply_client, target, self._settings, self._gate)
 
     async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
         """A Block Kit report in a channel (id, or #name), the chart uploaded under it. Raises when the
@@ -156,23 +170,26 @@ class SlackAdapter:
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)
 
-    # --- listeners: parse, hand off, return (Bolt acks) -----------------------------------------
+    # --- listeners: parse, admit, return (Bolt acks), answer in a task ----------------------------
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         incoming = self._parse(body, event)
         if incoming is not None:
-            self._spawn(self._answer(incoming))
+            await self._admit(incoming)
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         incoming = self._parse(body, event)
         if incoming is None:
             return
         if incoming.is_dm:
-            self._spawn(self._answer(incoming))
+            await self._admit(incoming)
         elif incoming.mentioned or self._settings.require_mention or not incoming.in_existing_thread:
             return  # a mention arrives again as app_mention; top-level chatter is not for us
         else:
-            self._spawn(self._answer_if_member(incoming))
+            assert incoming.thread_ts is not None
+            member, _ = await self._threads.lookup(incoming.channel, incoming.thread_ts)
+            if member:
+                await self._admit(incoming, checked=True)
 
     def _parse(self, body: Mapping[str, Any], event: Mapping[str, Any]) -> Incoming | None:
         if not self.bot_user_id:
@@ -210,22 +227,15 @@ class SlackAdapter:
             is_dm=channel.startswith("D") or command.get("channel_name") == "directmessage",
         )
         try:
-            async for event in self._router.handle(message):
-                if isinstance(event, CommandReply | Refused):
-                    await respond(
-                        text=event.text, blocks=markdown_blocks(event.text), response_type="ephemeral"
-                    )
-        except Exception as error:
-            self._count_failed_reply(error)
+            outcome = await self._router.answer(message, CommandSurface(respond))
+        except Exception:
             log.exception("slash command failed")
+            return
+        self._count(outcome)
 
-    async def _answer_if_member(self, incoming: Incoming) -> None:
-        assert incoming.thread_ts is not None
-        member, _ = await self._threads.lookup(incoming.channel, incoming.thread_ts)
-        if member:
-            await self._answer(incoming, checked=True)
-
-    async def _answer(self, incoming: Incoming, *, checked: bool = False) -> None:
+    async def _admit(self, incoming: Incoming, *, checked: bool = False) -> None:
+        """Turn the message into the core's, admit it (stored with the event's claim) and answer it in
+        a task. Runs inside the listener, so Slack sees the event acknowledged only after this."""
         if not self._seen.add(incoming.event_key):
             return  # redelivered (retry, reconnect); the core's store is the durable check
         # An image with no words is a question about the image, not a request for help.
@@ -237,7 +247,32 @@ class SlackAdapter:
         if incoming.files and not text.startswith("/"):
             attachments = await self._attachments(incoming)
             text, images = attachments.text_with_notes(text), attachments.images
-        await self._converse(incoming, incoming.inbound(text, images))
+        target = ReplyTarget(
+            incoming.channel,
+            incoming.root,
+            incoming.user,
+            incoming.user_team,
+            incoming.is_dm,
+            in_thread=incoming.in_existing_thread,
+        )
+        message = replace(incoming.inbound(text, images), reply_address=target.address())
+        admission = await self._router.admit(message)
+        if not admission.duplicate:
+            self._spawn(self._present(admission, self._surface(target)))
+
+    async def _present(self, admission: Admission, surface: SlackSurface) -> None:
+        try:
+            outcome = await self._router.present(admission, surface)
+        except Exception:
+            log.exception("Slack reply failed in %s", admission.message.ref.key)
+            self._observer.platform_error(PLATFORM, PLATFORM_API)
+            return
+        self._count(outcome)
+
+    def _count(self, outcome: Outcome) -> None:
+        """A reply the user did not get because Slack refused or failed its calls (not a bug of ours)."""
+        if outcome.events and not outcome.delivered:
+            self._observer.platform_error(PLATFORM, PLATFORM_API)
 
     async def _attachments(self, incoming: Incoming) -> Attachments:
         assert self._settings.bot_token is not None and self.client.session is not None
@@ -259,67 +294,6 @@ class SlackAdapter:
         if member:
             return text
         return with_context(thread_context(messages, incoming.ts, self.bot_user_id, limit), text)
-
-    async def _converse(self, incoming: Incoming, message: InboundMessage) -> None:
-        target = ReplyTarget(
-            incoming.channel, incoming.root, incoming.user, incoming.user_team, incoming.is_dm
-        )
-        transport = Transport(self.client, target)
-        renderer = TurnRenderer(transport, self._writer(transport))
-        if not message.text.startswith("/"):
-            renderer.begin()  # "is thinking…" while the core and the model get going
-        answered = False
-        try:
-            async for event in self._router.handle(message):
-                answered = True
-                if isinstance(event, CommandReply | Refused):
-                    await renderer.clear_status()
-                    await self._private_reply(incoming, transport, event)
-                    continue
-                await renderer.on(event)
-            if not answered:  # the core's store knew this event (a redelivery after a restart)
-                await renderer.clear_status()
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            self._count_failed_reply(error)
-            log.exception("Slack reply failed in %s", message.ref.key)
-            await renderer.abort("Something went wrong while I was answering. Please try again.")
-
-    def _count_failed_reply(self, error: Exception) -> None:
-        """A reply the user does not get because Slack refused or failed a call (not a bug of ours)."""
-        if isinstance(error, SlackApiError | aiohttp.ClientError):
-            self._observer.platform_error(PLATFORM, PLATFORM_API)
-
-    def _writer(self, transport: Transport) -> StreamWriter | PostWriter:
-        def post_writer() -> PostWriter:
-            return PostWriter(transport, self.capabilities)
-
-        if not self._settings.native_streaming:
-            return post_writer()
-        loop = asyncio.get_running_loop()
-        return StreamWriter(
-            transport,
-            self._gate,
-            post_writer,
-            interval_s=self._settings.stream_interval,
-            rollover_s=self._settings.stream_rollover,
-            clock=loop.time,
-        )
-
-    async def _private_reply(
-        self, incoming: Incoming, transport: Transport, event: CommandReply | Refused
-    ) -> None:
-        """Command answers and refusals are for the asker alone (plain replies in a DM)."""
-        if incoming.is_dm and isinstance(event, CommandReply):
-            await transport.post_markdown(event.text)
-            return
-        await self.client.chat_postEphemeral(
-            channel=incoming.channel,
-            user=incoming.user,
-            thread_ts=incoming.thread_ts,
-            markdown_text=event.text,
-        )
 
 
 def _share_auth_test(app: AsyncApp, auth: AsyncSlackResponse) -> None:

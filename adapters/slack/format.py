@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.events import ToolFinished, ToolStarted
+from core.surface import Note
 
 ARGS_PREVIEW = 120
 OUTPUT_PREVIEW = 300  # in a task update
@@ -79,6 +80,23 @@ def failure_line(message: str) -> str:
 
 def notice_line(message: str) -> str:
     return f":information_source: {escape_mrkdwn(message)}"
+
+
+NOTE_MARKS = {
+    "info": ":information_source:",
+    "failure": ":warning:",
+    "stopped": ":octagonal_sign:",
+    "footer": "",
+}
+
+
+def note_markdown(note: Note) -> str:
+    """A note under an answer as Slack's small print in Markdown: one italic line after its mark (plain
+    where italics would clash with the note's own formatting characters)."""
+    text = " ".join(note.text.split())
+    if text and not any(mark in text for mark in "_*`~"):
+        text = f"_{text}_"
+    return f"{NOTE_MARKS.get(note.kind, '')} {text}".strip()
 
 
 def markdown_blocks(text: str) -> list[dict[str, Any]]:

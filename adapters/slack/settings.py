@@ -25,11 +25,15 @@ class SlackSettings(BaseSettings):
     # Rendering. Native streaming (chat.startStream/appendStream/stopStream) is the default; False posts
     # and edits instead (chat.postMessage + chat.update), e.g. for hosts without the streaming methods.
     native_streaming: bool = True
-    stream_interval: float = Field(0.5, gt=0, le=10)  # least seconds between two appends to one stream
-    edit_interval: float = Field(1.0, gt=0, le=30)  # least seconds between two edits of one message
+    # The presenter's pace: least seconds between two interim updates of one answer, with native
+    # streaming (appends; also the edits if a stream cannot start) and without it (chat.update).
+    stream_interval: float = Field(0.5, gt=0, le=10)
+    edit_interval: float = Field(1.0, gt=0, le=30)
     # A native stream expires after about 5 minutes; a longer turn continues in a fresh stream message.
     stream_rollover: float = Field(240.0, ge=10, le=290)
-    rate_limit_retries: int = Field(3, ge=0, le=10)  # 429s retried per Web API call, after Retry-After
+    # 429s the SDK retries per Web API call, after Retry-After. Not for reply calls (chat.*, the thread
+    # status): the core's presenter retries a final answer itself and skips interim updates.
+    rate_limit_retries: int = Field(3, ge=0, le=10)
     thread_context_messages: int = Field(30, ge=0, le=200)  # earlier thread messages read on a mention
 
     @property

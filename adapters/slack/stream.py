@@ -1,33 +1,43 @@
-"""A reply streamed with Slack's native methods (chat.startStream / appendStream / stopStream).
+"""An answer streamed with Slack's native methods (chat.startStream / appendStream / stopStream).
 
-Text is appended on a per-stream timer (never per character count, never one global timer): the first
-text goes out at once, later text is coalesced into at most one append per `interval_s`. Tool calls are
-task updates inside the stream. A stream message that would grow past the Markdown limit, or that is
-near Slack's ~5-minute streaming window, is stopped and the reply continues in a fresh one. When a
-stream cannot be started (a 429, or a host without the methods) the rest of the reply falls back to
-post + edit, carrying over every character not yet shown.
+The core's presenter paces it (core/present.py) and hands it the whole answer so far; this class only
+makes Slack show that text: it appends what is new, puts tool calls in as task updates, and continues
+in a fresh stream message when one would grow past the Markdown limit or nears Slack's ~5-minute
+streaming window (closing and reopening a code fence across the cut). The last of the text rides on
+chat.stopStream together with the notes, the cost footer as a context block under the message.
+
+It remembers what each of its messages shows, so a failed call is simply made again. When the text
+shown is no longer a prefix of the answer (a model step restarted) or a call may have landed without
+saying so (a timeout), the message is stopped and rewritten with chat.update, and the answer continues
+in a new one. When no stream can be started (a 429 on chat.startStream, streaming unsupported) it
+raises `StreamClosed` and the presenter posts and edits the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
+from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.format import failure_line
+from adapters.slack.client import FAILURES, SlackDeliveryError, call, delivery_error
+from adapters.slack.format import note_markdown, task_finished_chunk, task_started_chunk
 from adapters.slack.inbound import defuse_mass_mentions
-from adapters.slack.post import PostWriter
-from adapters.slack.target import Transport, error_code, status_code
+from adapters.slack.report import footer_blocks
+from adapters.slack.target import ReplyTarget
+from core.events import ToolFinished, ToolStarted
+from core.surface import Note, StreamClosed
 
 log = logging.getLogger(__name__)
 
 MAX_STREAM_CHARS = 12_000  # markdown_text limit; also where one stream message ends
+FENCE_ROOM = 8  # kept free in a stream message to close a code fence
+EXPIRED = "message_not_in_streaming_state"
 _FENCE = re.compile(r"^\s*(```+|~~~+)(.*)$", re.MULTILINE)
 # Errors saying this host or app cannot stream at all: stop trying for the process's lifetime.
 _NO_STREAMING = frozenset(
@@ -46,23 +56,13 @@ class StreamGate:
     def open(self) -> bool:
         return self._clock() >= self._closed_until
 
-    def refused(self, error: SlackApiError) -> None:
-        if error_code(error) in _NO_STREAMING:
-            log.warning("Slack refused native streaming (%s); posting and editing instead", error_code(error))
+    def refused(self, error: SlackDeliveryError) -> None:
+        if error.code in _NO_STREAMING:
+            log.warning("Slack refused native streaming (%s); posting and editing instead", error.code)
             self._closed_until = float("inf")
-        elif status_code(error) == 429:
-            retry_after = _retry_after(error)
-            self._closed_until = max(self._closed_until, self._clock() + retry_after)
-
-
-def _retry_after(error: SlackApiError) -> float:
-    headers: Any = getattr(error.response, "headers", {}) or {}
-    for name, value in dict(headers).items():
-        if name.lower() == "retry-after":
-            raw = value[0] if isinstance(value, list) else value
-            with contextlib.suppress(ValueError):
-                return max(1.0, float(raw))
-    return 1.0
+        elif error.status == 429:
+            wait = error.retry_after if error.retry_after is not None else 1.0
+            self._closed_until = max(self._closed_until, self._clock() + wait)
 
 
 def cut_point(text: str, room: int) -> int:
@@ -83,235 +83,362 @@ def open_fence(text: str) -> str | None:
     return opening
 
 
-class StreamWriter:
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _markdown(text: str) -> dict[str, Any]:
+    return {"type": "markdown_text", "text": defuse_mass_mentions(text)}
+
+
+@dataclass
+class _Part:
+    """One stream message: the answer text from `start` to `end` (after a reopened fence, `lead`)."""
+
+    stream: AsyncChatStream | None  # None once stopped (or expired)
+    start: int
+    end: int
+    ts: str = ""
+    lead: str = ""
+    started_at: float = 0.0
+    full: bool = False  # cut at the size limit: the answer continues in the next message
+    uncertain: bool = False  # a call failed in a way that may have landed: rewrite it before going on
+
+
+class SlackStream:
+    """One answer as native stream messages in a thread (core.surface.AnswerStream)."""
+
     def __init__(
         self,
-        transport: Transport,
+        client: AsyncWebClient,
+        target: ReplyTarget,
         gate: StreamGate,
-        fallback: Callable[[], PostWriter],
         *,
-        interval_s: float,
         rollover_s: float,
         clock: Callable[[], float],
     ) -> None:
-        self._transport = transport
+        self._client = client
+        self._target = target
         self._gate = gate
-        self._make_fallback = fallback
-        self._interval = interval_s
         self._rollover = rollover_s
         self._clock = clock
-        self._pending = ""
-        self._undelivered = ""  # taken from _pending but not yet on Slack (restored if a call fails)
-        self._stream: AsyncChatStream | None = None
-        self._shown = ""  # text of the current stream message
-        self._started_at = 0.0
-        self._last_flush = -1e9
-        self._lock = asyncio.Lock()
-        self._dirty = asyncio.Event()
-        self._pacer: asyncio.Task[None] | None = None
-        self.fallback: PostWriter | None = None
+        self._shown = ""  # the answer text the stream messages show, for good
+        self._parts: list[_Part] = []
+        self._lead = ""  # what the next message must start with (a reopened code fence)
+        self._closed = False  # StreamClosed was raised: the presenter posts the rest
+        self._finished = False
+        self._lock = asyncio.Lock()  # one call at a time, whoever makes them
         self.calls = 0
 
-    async def text(self, delta: str) -> None:
-        if self.fallback is not None:
-            await self.fallback.text(delta)
-            return
-        self._pending += delta
-        self._dirty.set()
-        if self._pacer is None:
-            self._pacer = asyncio.create_task(self._pace())
+    # --- the AnswerStream protocol -----------------------------------------------------------------
 
-    async def _pace(self) -> None:
-        while True:
-            await self._dirty.wait()
-            wait = self._last_flush + self._interval - self._clock()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._dirty.clear()
-            try:
-                await self._flush()
-            except Exception:  # keep the text; the next tick or the final flush tries again
-                log.warning("interim stream append failed", exc_info=True)
-                self._dirty.set()
-
-    async def chunk(self, chunk: dict[str, Any]) -> bool:
-        """Send a task update now (with any text before it); False if the reply fell back to posts."""
-        if self.fallback is None:
-            await self._flush(chunk)
-        return self.fallback is None
-
-    async def _flush(self, chunk: dict[str, Any] | None = None) -> None:
+    async def show(self, text: str, status: str) -> None:
+        # `status` (a transient line) has no place in an append-only stream; the thread status and the
+        # final text carry what matters.
         async with self._lock:
-            text, self._pending = self._pending, ""
-            if self.fallback is not None:  # another flush fell back while this one waited
-                if text:
-                    await self.fallback.text(text)
-                return
-            if not text.strip() and chunk is None:
-                self._pending = text + self._pending  # a stream cannot start blank: wait for words
-                return
-            self._last_flush = self._clock()
-            self._undelivered = text
-            try:
-                await self._send(text, chunk)
-            except BaseException:  # a failed call, or cancellation mid-call: keep the text
-                self._pending = self._undelivered + self._pending
-                raise
-            finally:
-                self._undelivered = ""
+            await self._show(text)
 
-    async def _send(self, text: str, chunk: dict[str, Any] | None) -> None:
+    async def tool_started(self, event: ToolStarted) -> bool:
+        async with self._lock:
+            return await self._tool(task_started_chunk(event))
+
+    async def tool_finished(self, event: ToolFinished) -> bool:
+        async with self._lock:
+            return await self._tool(task_finished_chunk(event))
+
+    async def finish(self, text: str, notes: Sequence[Note]) -> None:
+        async with self._lock:
+            await self._finish(text, notes)
+
+    # --- the same, one at a time -------------------------------------------------------------------
+
+    async def _show(self, text: str) -> None:
+        if self._finished:
+            return
+        if self._closed:
+            raise StreamClosed(self._shown)
+        await self._repair(text)
+        await self._push(text)
+
+    async def _tool(self, chunk: dict[str, Any]) -> bool:
+        if self._closed or self._finished:
+            return False
         while True:
-            if self._stream is not None and self._clock() - self._started_at > self._rollover:
-                text = await self._end_message() + text
-            room = MAX_STREAM_CHARS - len(self._shown) - 8  # keep room to close a code fence
-            cut = cut_point(text, room) if len(text) > room else len(text)
-            head, rest = text[:cut], text[cut:]
-            if not await self._deliver(head, None if rest else chunk):
-                assert self.fallback is not None
-                if text.strip():
-                    await self.fallback.text(text)
-                return
-            self._undelivered = rest
-            if not rest:
-                return
-            text = await self._end_message() + rest
+            part = self._open_part()
+            if part is not None and (part.full or self._stale(part)):
+                await self._end_part(part)
+                continue
+            if part is None:
+                try:
+                    await self._start("", chunk)
+                except StreamClosed:
+                    return False
+                return True
+            if await self._append(part, "", chunk):
+                return True
 
-    async def _deliver(self, text: str, chunk: dict[str, Any] | None) -> bool:
-        """Append to the current stream message or start one; False if the reply fell back to posts."""
-        chunks: list[dict[str, Any]] = (
-            [{"type": "markdown_text", "text": defuse_mass_mentions(text)}] if text else []
-        )
+    async def _finish(self, text: str, notes: Sequence[Note]) -> None:
+        if self._finished:
+            return
+        small = "".join("\n\n" + note_markdown(n) for n in notes if n.kind != "footer")
+        footer = "\n".join(n.text for n in notes if n.kind == "footer" and n.text.strip())
+        if self._closed:
+            await self._repair(text)
+            if text[len(self._shown) :].strip() or small or footer:
+                raise StreamClosed(self._shown)
+            self._finished = True
+            return
+        await self._repair(text)
+        blocks = footer_blocks(footer) if footer else None
+        while True:
+            part = self._open_part()
+            if part is not None and self._stale(part):
+                await self._end_part(part)
+                continue
+            rest = text[len(self._shown) :]
+            if part is not None and not part.full:
+                final = self._closing(part, rest) + small
+                if len(final) <= MAX_STREAM_CHARS - self._length(part):
+                    if await self._stop(part, rest, final, blocks):
+                        self._finished = True
+                        return
+                    continue  # it had expired: the rest goes into a new message
+            if rest.strip():
+                await self._push(text)
+                continue
+            # All of the text is shown, but there is no message left to put the notes under.
+            if part is not None:
+                await self._end_part(part)
+            if small or footer:
+                self._closed = True
+                raise StreamClosed(self._shown)
+            self._finished = True
+            return
+
+    # --- showing more ------------------------------------------------------------------------------
+
+    def _open_part(self) -> _Part | None:
+        part = self._parts[-1] if self._parts else None
+        return part if part is not None and part.stream is not None else None
+
+    def _stale(self, part: _Part) -> bool:
+        return self._clock() - part.started_at > self._rollover
+
+    def _length(self, part: _Part) -> int:
+        return len(part.lead) + part.end - part.start
+
+    def _closing(self, part: _Part, rest: str) -> str:
+        """`rest` with a code fence closed if the message would end inside one."""
+        fence = open_fence(part.lead + self._shown[part.start : part.end] + rest)
+        return rest + ("\n```" if fence is not None else "")
+
+    async def _push(self, text: str) -> None:
+        """Show all of `text` (what is shown is a prefix of it), in as many messages as it takes."""
+        while len(self._shown) < len(text):
+            rest = text[len(self._shown) :]
+            part = self._open_part()
+            if part is not None and (part.full or self._stale(part)):
+                await self._end_part(part)
+                continue
+            if part is None:
+                if not rest.strip():
+                    return  # a message cannot start blank: wait for words
+                await self._start(rest)
+                continue
+            room = MAX_STREAM_CHARS - self._length(part) - FENCE_ROOM
+            if room <= 0:
+                part.full = True
+                continue
+            if len(rest) > room:
+                await self._append(part, rest[: cut_point(rest, room)], full=True)
+            else:
+                await self._append(part, rest)
+
+    async def _start(self, rest: str, chunk: dict[str, Any] | None = None) -> None:
+        """Start a stream message with the head of `rest` (and `chunk`); StreamClosed if none can be."""
+        if not self._gate.open():
+            self._closed = True
+            raise StreamClosed(self._shown)
+        target = self._target
+        room = MAX_STREAM_CHARS - len(self._lead) - FENCE_ROOM
+        head = rest[: cut_point(rest, room)] if len(rest) > room else rest
+        opening = self._lead + head
+        chunks = [_markdown(opening)] if opening else []
         if chunk is not None:
             chunks.append(chunk)
-        if not chunks:
-            return True
-        if self._stream is not None:
-            try:
-                self.calls += 1
-                await self._stream.append(chunks=chunks)
-                self._shown += text
-                return True
-            except SlackApiError as error:
-                if status_code(error) == 429:
-                    raise  # still rate-limited after the client's retries: keep the stream, retry later
-                # Expired (message_not_in_streaming_state) or otherwise gone: continue in a new message.
-                log.info("stream append failed (%s); continuing in a new message", error_code(error))
-                self._stream, self._shown = None, ""
-        return await self._start(text, chunks)
-
-    async def _start(self, text: str, chunks: list[dict[str, Any]]) -> bool:
-        if not self._gate.open():
-            self._fall_back()
-            return False
-        target = self._transport.target
-        stream = await self._transport.client.chat_stream(
+        stream = await self._client.chat_stream(
             channel=target.channel,
             thread_ts=target.thread_ts,
             recipient_team_id=None if target.is_dm else target.user_team,
             recipient_user_id=None if target.is_dm else target.user,
             task_display_mode="timeline",
-            buffer_size=1,  # pacing is ours, by time; the helper sends whatever we hand it
+            buffer_size=1,  # pacing is the presenter's; the helper sends whatever it is handed
         )
         try:
             self.calls += 1
             await stream.append(chunks=chunks)
-        except SlackApiError as error:
-            log.info("could not start a stream (%s); posting and editing instead", error_code(error))
+        except FAILURES as failure:
+            error = delivery_error("chat.startStream", failure)
+            if error.transient and error.status != 429:
+                raise error from failure  # a timeout or 5xx: try again with the next update
+            log.info("could not start a stream (%s); posting and editing instead", error)
             self._gate.refused(error)
-            self._fall_back()
-            return False
-        self._stream, self._shown, self._started_at = stream, text, self._clock()
+            self._closed = True
+            raise StreamClosed(self._shown) from failure
+        start = len(self._shown)
+        self._shown += head
+        lead, self._lead = self._lead, ""
+        part = _Part(stream, start, len(self._shown), str(stream.ts or ""), lead, self._clock())
+        part.full = len(head) < len(rest)
+        self._parts.append(part)
+
+    async def _append(
+        self, part: _Part, head: str, chunk: dict[str, Any] | None = None, *, full: bool = False
+    ) -> bool:
+        """Append `head` (and `chunk`) to the open message; False if it had expired (it is closed, and
+        the caller continues in a new one)."""
+        assert part.stream is not None
+        chunks = [_markdown(head)] if head else []
+        if chunk is not None:
+            chunks.append(chunk)
+        try:
+            self.calls += 1
+            await part.stream.append(chunks=chunks)
+        except FAILURES as failure:
+            error = delivery_error("chat.appendStream", failure)
+            if error.code == EXPIRED or not error.transient:
+                log.info("stream append failed (%s); continuing in a new message", error)
+                self._gone(part)
+                return False
+            if error.status != 429:
+                part.uncertain = True  # it may have landed: rewrite the message before going on
+            raise error from failure
+        self._shown += head
+        part.end = len(self._shown)
+        part.full = full
         return True
 
-    def _fall_back(self) -> None:
-        self.fallback = self._make_fallback()
+    async def _end_part(self, part: _Part) -> None:
+        """Stop the open message (closing a code fence it ends in); the next one reopens the fence."""
+        assert part.stream is not None
+        fence = open_fence(part.lead + self._shown[part.start : part.end])
+        closing = [_markdown("\n```")] if fence is not None else None
+        try:
+            self.calls += 1
+            await part.stream.stop(chunks=closing)
+        except FAILURES as failure:
+            error = delivery_error("chat.stopStream", failure)
+            if error.transient and error.code != EXPIRED:
+                if error.status != 429:
+                    part.uncertain = True
+                raise error from failure
+            log.info("stream stop failed (%s); its text is all there", error)
+        part.stream = None
+        self._lead = self._reopening(part)
 
-    async def _end_message(self) -> str:
-        """Stop the current stream message; return the text the next one must start with (a reopened
-        code fence, if this one ended inside a code block)."""
-        fence = open_fence(self._shown)
-        stream, self._stream = self._stream, None
-        self._shown = ""
-        if stream is not None:
-            closing = [{"type": "markdown_text", "text": "\n```"}] if fence is not None else None
-            await self._stop(stream, closing)
+    async def _stop(self, part: _Part, rest: str, final: str, blocks: list[dict[str, Any]] | None) -> bool:
+        """End the answer: `final` (`rest` of the text, and the notes) and `blocks` ride on
+        chat.stopStream. False if the message had expired (the rest must go into a new one)."""
+        assert part.stream is not None
+        try:
+            self.calls += 1
+            await part.stream.stop(chunks=[_markdown(final)] if final.strip() else None, blocks=blocks)
+        except FAILURES as failure:
+            error = delivery_error("chat.stopStream", failure)
+            if error.code == EXPIRED:
+                log.info("the stream expired before it was stopped; the rest goes into a new message")
+                self._gone(part)
+                return False
+            if error.transient and error.status != 429:
+                part.uncertain = True
+            raise error from failure
+        part.stream = None
+        self._shown += rest
+        part.end = len(self._shown)
+        return True
+
+    def _gone(self, part: _Part) -> None:
+        """The message left streaming state on Slack's side: what it shows stays; go on in a new one."""
+        part.stream = None
+        self._lead = self._reopening(part)
+
+    def _reopening(self, part: _Part) -> str:
+        """What the message after `part` starts with: the code fence `part` ends in, reopened."""
+        fence = open_fence(part.lead + self._shown[part.start : part.end])
         return fence + "\n" if fence is not None else ""
 
-    async def _stop(
-        self,
-        stream: AsyncChatStream,
-        chunks: list[dict[str, Any]] | None = None,
-        blocks: list[dict[str, Any]] | None = None,
-    ) -> bool:
-        try:
-            self.calls += 1
-            await stream.stop(chunks=chunks, blocks=blocks)
-        except SlackApiError as error:  # already expired: its text is all there, nothing is lost
-            log.info("stream stop failed (%s)", error_code(error))
-            return False
-        return True
+    # --- putting it right --------------------------------------------------------------------------
 
-    async def _stop_with_tail(self, blocks: list[dict[str, Any]] | None) -> bool:
-        """End the reply with one call: the text not yet shown (and `blocks`) ride on chat.stopStream.
-        False when that is not possible (no stream, too long, stream gone); the caller then flushes the
-        usual way."""
-        stream, tail = self._stream, self._pending
-        room = MAX_STREAM_CHARS - len(self._shown)
-        if self.fallback is not None or stream is None or len(tail) > room:
-            return False
-        if self._clock() - self._started_at > self._rollover:
-            return False
-        chunks = [{"type": "markdown_text", "text": defuse_mass_mentions(tail)}] if tail.strip() else None
-        try:
-            self.calls += 1
-            await stream.stop(chunks=chunks, blocks=blocks)
-        except SlackApiError as error:
-            log.info("stream stop failed (%s); sending the rest anew", error_code(error))
-            self._stream, self._shown = None, ""
-            return False
-        self._stream, self._shown, self._pending = None, "", ""
-        return True
-
-    async def _stop_pacer(self) -> None:
-        if self._pacer is None:
+    async def _repair(self, text: str) -> None:
+        """Make what the messages show a prefix of `text` again: after a restarted model step (the text
+        got shorter or changed) or a call that may have landed. Messages past the common prefix are
+        deleted; the one it ends in is stopped and rewritten; the answer continues in a new message."""
+        keep = _common_prefix(self._shown, text)
+        uncertain = bool(self._parts) and self._parts[-1].uncertain
+        if keep == len(self._shown) and not uncertain:
             return
-        # Holding the lock, the pacer is not inside a call (a 429 retry may be sleeping there): cancelling
-        # it now cannot cut a request in half.
-        async with self._lock:
-            self._pacer.cancel()
-            await asyncio.gather(self._pacer, return_exceptions=True)
-            self._pacer = None
+        while self._parts and self._parts[-1].start >= keep and keep < len(self._shown):
+            part = self._parts[-1]
+            await self._delete(part)
+            self._parts.pop()
+        if self._parts:
+            part = self._parts[-1]
+            if keep < part.end:
+                keep = self._word_boundary(text, part, keep)
+            if keep < part.end or part.uncertain:
+                await self._rewrite(part, keep)
+            else:
+                self._lead = self._reopening(part)
+        if not self._parts:
+            self._lead = ""
+        self._shown = self._shown[:keep]
+        log.info("stream messages rewritten to the first %d characters of the answer", keep)
 
-    async def finish(self, blocks: list[dict[str, Any]] | None = None) -> bool:
-        """Deliver the rest and end the reply; True if `blocks` (a footer) went under the last stream
-        message, False if the caller must show them some other way."""
-        await self._stop_pacer()
-        if await self._stop_with_tail(blocks):
-            return blocks is not None
-        if self._pending.strip():
-            await self._flush()
-        if self.fallback is not None:
-            if self._pending.strip():
-                await self.fallback.text(self._pending)
-            self._pending = ""
-            await self.fallback.finish()
-            return False
-        if self._stream is not None:
-            stream, fence = self._stream, open_fence(self._shown)
-            self._stream, self._shown = None, ""
-            closing = [{"type": "markdown_text", "text": "\n```"}] if fence is not None else None
-            return await self._stop(stream, closing, blocks) and blocks is not None
-        return False
+    def _word_boundary(self, text: str, part: _Part, keep: int) -> int:
+        """Back off to a break, so the next message does not start in the middle of a word."""
+        if keep >= len(text) or text[keep - 1].isspace() or text[keep].isspace():
+            return keep
+        window = text[part.start : keep]
+        at = max(window.rfind(" "), window.rfind("\n"))
+        return part.start + at + 1 if at > 0 else keep
 
-    async def fail(self, message: str) -> None:
-        await self.finish()
-        if self.fallback is not None:
-            await self.fallback.fail(message)
+    async def _rewrite(self, part: _Part, keep: int) -> None:
+        if part.stream is not None:
+            try:
+                self.calls += 1
+                await part.stream.stop()
+            except FAILURES as failure:
+                error = delivery_error("chat.stopStream", failure)
+                if error.transient and error.code != EXPIRED:
+                    raise error from failure
+            part.stream = None
+        body = part.lead + self._shown[part.start : keep]
+        if not body.strip():
+            await self._delete(part)
+            self._parts.pop()
+            self._lead = ""
             return
+        fence = open_fence(body)
+        if fence is not None:
+            body += "\n```"
         self.calls += 1
-        await self._transport.post_context(failure_line(message))
+        await call(
+            "chat.update",
+            self._client.chat_update(
+                channel=self._target.channel, ts=part.ts, markdown_text=defuse_mass_mentions(body)
+            ),
+        )
+        part.end, part.uncertain, part.full = keep, False, False
+        self._lead = fence + "\n" if fence is not None else ""
 
-    @property
-    def total_calls(self) -> int:
-        return self.calls + (self.fallback.calls if self.fallback is not None else 0)
+    async def _delete(self, part: _Part) -> None:
+        self.calls += 1
+        try:
+            await call("chat.delete", self._client.chat_delete(channel=self._target.channel, ts=part.ts))
+        except SlackDeliveryError as error:
+            if error.code != "message_not_found":
+                raise

@@ -1,77 +1,44 @@
-"""Where one reply goes, and the small Web API calls every reply path shares."""
+"""Where one reply goes, and how that is stored with the turn (`InboundMessage.reply_address`)."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-
-from adapters.slack.format import context_blocks
-
-log = logging.getLogger(__name__)
+from core.inbound import ConversationRef
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyTarget:
     channel: str
-    thread_ts: str
-    user: str  # the person being answered (streams in channels need it)
+    thread_ts: str  # the thread the reply goes to (a top-level message opens one under itself)
+    user: str  # the person being answered (streams in channels and ephemeral replies need it)
     user_team: str
     is_dm: bool
+    in_thread: bool = False  # the message was posted in an existing thread (ephemeral replies go there)
 
+    def address(self) -> str:
+        """This target as the reply address stored with the turn."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 
-@dataclass(frozen=True, slots=True)
-class Transport:
-    """The client plus one reply's destination: every post is a reply in the thread."""
-
-    client: AsyncWebClient
-    target: ReplyTarget
-
-    async def post_markdown(self, text: str) -> str:
-        response = await self.client.chat_postMessage(
-            channel=self.target.channel, thread_ts=self.target.thread_ts, markdown_text=text
+    @staticmethod
+    def from_address(ref: ConversationRef, address: str) -> ReplyTarget:
+        """The target stored with a turn; for a turn stored without one, the best the ref tells."""
+        fallback = ReplyTarget(
+            ref.channel, ref.thread, "", ref.workspace, ref.channel.startswith("D"), in_thread=False
         )
-        return str(response["ts"])
-
-    async def update_markdown(self, ts: str, text: str) -> None:
-        await self.client.chat_update(channel=self.target.channel, ts=ts, markdown_text=text)
-
-    async def post_context(self, mrkdwn: str) -> str:
-        response = await self.client.chat_postMessage(
-            channel=self.target.channel,
-            thread_ts=self.target.thread_ts,
-            text=mrkdwn,
-            blocks=context_blocks(mrkdwn),
-        )
-        return str(response["ts"])
-
-    async def update_context(self, ts: str, mrkdwn: str) -> None:
-        await self.client.chat_update(
-            channel=self.target.channel, ts=ts, text=mrkdwn, blocks=context_blocks(mrkdwn)
-        )
-
-    async def set_status(self, status: str) -> bool:
-        """The "is thinking…" line under the thread; False where the workspace does not offer it."""
         try:
-            await self.client.assistant_threads_setStatus(
-                channel_id=self.target.channel, thread_ts=self.target.thread_ts, status=status
-            )
-        except SlackApiError as error:
-            log.debug("assistant.threads.setStatus unavailable: %s", _error_code(error))
-            return False
-        return True
-
-
-def _error_code(error: SlackApiError) -> Any:
-    return error.response.get("error") if error.response is not None else None
-
-
-def error_code(error: SlackApiError) -> str:
-    return str(_error_code(error) or "")
-
-
-def status_code(error: SlackApiError) -> int:
-    return int(getattr(error.response, "status_code", 0) or 0)
+            data: Any = json.loads(address) if address else None
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            return fallback
+        return ReplyTarget(
+            channel=str(data.get("channel") or fallback.channel),
+            thread_ts=str(data.get("thread_ts") or fallback.thread_ts),
+            user=str(data.get("user") or ""),
+            user_team=str(data.get("user_team") or fallback.user_team),
+            is_dm=bool(data.get("is_dm", fallback.is_dm)),
+            in_thread=bool(data.get("in_thread", False)),
+        )

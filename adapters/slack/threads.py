@@ -11,11 +11,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.client import error_code
 from adapters.slack.inbound import is_from_bot
-from adapters.slack.target import error_code
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class ThreadTracker:
         except SlackApiError as error:  # no history scope, not in channel: act as a newcomer
             log.info("could not read thread %s: %s", key, error_code(error))
             self._remember(key, False)
+            return False, []
+        except (aiohttp.ClientError, TimeoutError) as error:  # Slack unreachable: ask again next time
+            log.info("could not read thread %s: %s", key, type(error).__name__)
             return False, []
         messages = [m for m in response.get("messages") or [] if isinstance(m, Mapping)]
         member = any(self._is_own(m) for m in messages)

@@ -1,8 +1,12 @@
-"""The Telegram adapter: python-telegram-bot `Application`, long polling or a webhook on the bot's server.
+"""The Telegram adapter: python-telegram-bot's Bot, long polling (poller.py) or a webhook on the bot's server.
 
-Every update is handled in its own task (handler `block=False`), so one long answer never holds up
-other chats; ordering within one conversation is the core's job. Outgoing messages go through PTB's
-rate limiter (see limiter.py), which keeps the bot inside Telegram's flood limits and waits out 429s.
+Inbound is durable: an update is acknowledged to Telegram (the next getUpdates' offset, or the webhook's
+HTTP 200) only once `Router.admit` stored its turn together with the event claim, so a crash at any
+point leaves it either stored (answered by `Router.recover` after the restart) or still with Telegram
+(delivered again). Each admitted message is then shown in its own task through a `TelegramSurface`,
+so one long answer never holds up other chats; ordering within one conversation is the core's job.
+Outgoing messages go through the flood limiter (limiter.py), which keeps the bot inside Telegram's
+flood limits; what to retry is the presenter's call.
 """
 
 from __future__ import annotations
@@ -12,35 +16,34 @@ import contextlib
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator
-from dataclasses import replace
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from aiohttp import web
-from telegram import Bot, BotCommand, Message, Update
-from telegram.error import Forbidden, InvalidToken, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, ExtBot, TypeHandler
+from telegram import BotCommand, Update
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import ExtBot
+from telegram.request import HTTPXRequest
 
 from adapters.telegram.images import has_media, with_images
-from adapters.telegram.inbound import PLATFORM, Addressed, BotIdentity, ReplyChains, Target, parse_update
+from adapters.telegram.inbound import PLATFORM, BotIdentity, ReplyChains, Target, parse_update
 from adapters.telegram.limiter import FloodLimiter
-from adapters.telegram.outbox import SPLIT_CHARS, Outbox
+from adapters.telegram.poller import ALBUM_WAIT_S, BATCH_WAIT_S, Poller, in_album
 from adapters.telegram.report import send_announcement, send_report
 from adapters.telegram.settings import TelegramSettings
-from adapters.telegram.sink import DraftSupport
-from adapters.telegram.turn import TurnRenderer
+from adapters.telegram.surface import DraftSupport, TelegramSurface, capabilities_for
 from core.adapter import PLATFORM_API, AdapterContext
-from core.commands import COMMANDS, parse_command
+from core.commands import COMMANDS
 from core.inbound import ConversationRef
-from core.render import Capabilities
 from core.reports.model import DailyReport
+from core.router import Admission
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message"]
 _RECENT_EVENTS = 10_000
-ALBUM_WAIT_S = 0.6  # how long the first photo of an album waits for the others
+POOL_TIMEOUT_S = 30.0
 
 
 def file_url_for(api_url: str) -> str | None:
@@ -55,6 +58,10 @@ def bot_commands() -> list[BotCommand]:
     ]
 
 
+def _chat_of(update: Update) -> int | None:
+    return update.message.chat.id if update.message is not None else None
+
+
 class TelegramAdapter:
     name = PLATFORM
 
@@ -63,25 +70,14 @@ class TelegramAdapter:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
         self._settings = settings
         self._context = context
-        self.capabilities = Capabilities(
-            max_message_chars=SPLIT_CHARS,
-            edit_interval_s=settings.edit_interval,
-            can_edit=settings.stream_style != "off",
-            native_stream=settings.stream_style == "draft",
-        )
+        self._router = context.router
         self._drafts = DraftSupport(settings.stream_style == "draft")
-        self._limiter = FloodLimiter(
-            overall_max_rate=settings.max_messages_per_second,
-            group_max_rate=settings.group_messages_per_minute,
-            max_retries=3,
-            on_rate_limited=self._rate_limited,
-        )
+        self._limiter = self._new_limiter()
         self._chains = ReplyChains(context.router.links)
         self._recent: OrderedDict[str, None] = OrderedDict()  # cheap pre-check before the store's claim
-        self._answering: set[asyncio.Task[Any]] = set()
-        self._albums: dict[tuple[int, str], list[Update]] = {}  # albums being gathered
-        self._app: Application[Any, Any, Any, Any, Any, Any] | None = None
-        self._live_bot: Bot | None = None  # the running application's bot, once initialized
+        self._tasks: set[asyncio.Task[None]] = set()  # answers being shown, webhook albums
+        self._albums: dict[tuple[int, str], list[Update]] = {}  # webhook albums being gathered
+        self._bot: ExtBot[int] | None = None  # the running adapter's bot, once initialized
         self._me: BotIdentity | None = None
         self._ready = False
         if settings.webhook_url:
@@ -90,83 +86,74 @@ class TelegramAdapter:
 
     # --- lifecycle ----------------------------------------------------------------------------------
 
-    def _build(self) -> Application[Any, Any, Any, Any, Any, Any]:
+    def _new_limiter(self) -> FloodLimiter:
+        return FloodLimiter(
+            overall_max_rate=self._settings.max_messages_per_second,
+            group_max_rate=self._settings.group_messages_per_minute,
+            on_rate_limited=self._rate_limited,
+        )
+
+    def _new_bot(self, limiter: FloodLimiter) -> ExtBot[int]:
         settings = self._settings
         assert settings.bot_token is not None
-        builder = (
-            ApplicationBuilder()
-            .token(settings.bot_token.get_secret_value())
-            .base_url(settings.api_url)
-            .rate_limiter(self._limiter)
-            .connection_pool_size(settings.connection_pool_size)
-            .pool_timeout(30.0)
+        return ExtBot(
+            settings.bot_token.get_secret_value(),
+            base_url=settings.api_url,
+            base_file_url=file_url_for(settings.api_url) or "https://api.telegram.org/file/bot",
+            request=HTTPXRequest(
+                connection_pool_size=settings.connection_pool_size, pool_timeout=POOL_TIMEOUT_S
+            ),
+            get_updates_request=HTTPXRequest(connection_pool_size=1),
+            rate_limiter=limiter,
         )
-        file_url = file_url_for(settings.api_url)
-        if file_url:
-            builder = builder.base_file_url(file_url)
-        if settings.webhook_url:
-            builder = builder.updater(None)  # updates arrive on our own HTTP route
-        app = builder.build()
-        app.add_handler(TypeHandler(Update, self._on_update, block=False))
-        app.add_error_handler(self._on_error)
-        return app
 
     async def run(self) -> None:
-        app = self._app = self._build()
+        bot = self._new_bot(self._limiter)
         try:
-            await app.initialize()  # getMe
-        except InvalidToken:
-            # PTB's message quotes the token; never let it reach logs.
-            raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None
-        self._me = BotIdentity(app.bot.id, app.bot.username)
-        self._live_bot = app.bot
-        try:
-            await self._register_commands()
-            await app.start()
-            await self._start_receiving()
-            self._ready = True
-            log.info("Telegram connected as @%s (%s)", self._me.username, self._mode)
-            await asyncio.Event().wait()  # serve until cancelled
+            await _initialized(bot)
+            self._me = BotIdentity(bot.id, bot.username)
+            self._bot = bot
+            await self._register_commands(bot)
+            if self._settings.webhook_url:
+                await self._set_webhook(bot)
+                self._connected()
+                await asyncio.Event().wait()  # serve until cancelled
+            else:
+                await bot.delete_webhook()  # getUpdates fails while a webhook is set
+                poller = Poller(
+                    bot,
+                    self._take,
+                    timeout=self._settings.poll_timeout,
+                    allowed_updates=ALLOWED_UPDATES,
+                    accepting=lambda: self._router.accepting,
+                )
+                self._connected()
+                await poller.run()
         finally:
             self._ready = False
-            self._live_bot = None
-            await self._shutdown(app)
+            self._bot = None
+            for task in list(self._tasks):  # answers in flight: a restart delivers them
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await bot.shutdown()
 
-    @property
-    def _mode(self) -> str:
-        return "webhook" if self._settings.webhook_url else "long polling"
+    def _connected(self) -> None:
+        assert self._me is not None
+        self._ready = True
+        mode = "webhook" if self._settings.webhook_url else "long polling"
+        log.info("Telegram connected as @%s (%s)", self._me.username, mode)
 
-    async def _start_receiving(self) -> None:
-        assert self._app is not None
+    async def _set_webhook(self, bot: ExtBot[int]) -> None:
         settings = self._settings
-        if settings.webhook_url:
-            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            await self._app.bot.set_webhook(
-                settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES
-            )
-        else:
-            assert self._app.updater is not None
-            await self._app.updater.start_polling(
-                timeout=settings.poll_timeout, allowed_updates=ALLOWED_UPDATES
-            )
+        assert settings.webhook_url is not None
+        secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+        await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
 
-    async def _register_commands(self) -> None:
-        assert self._app is not None
+    async def _register_commands(self, bot: ExtBot[int]) -> None:
         try:
-            await self._app.bot.set_my_commands(bot_commands())
+            await bot.set_my_commands(bot_commands())
         except TelegramError as error:  # commands still work when typed; only the menu is missing
             log.warning("could not register bot commands: %s", error.message)
-
-    async def _shutdown(self, app: Application[Any, Any, Any, Any, Any, Any]) -> None:
-        # Answers in flight are cancelled first: Application.stop() would otherwise wait for them.
-        for task in list(self._answering):
-            task.cancel()
-        await asyncio.gather(*self._answering, return_exceptions=True)
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
 
     def ready(self) -> bool:
         return self._ready
@@ -174,75 +161,100 @@ class TelegramAdapter:
     def _rate_limited(self, endpoint: str) -> None:
         self._context.observer.rate_limited(PLATFORM, endpoint)
 
-    # --- inbound ------------------------------------------------------------------------------------
+    # --- inbound: up to admission -------------------------------------------------------------------
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         secret = self._settings.webhook_secret.get_secret_value() if self._settings.webhook_secret else ""
         given = request.headers.get(SECRET_HEADER, "")
         if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
             return web.Response(status=403, text="forbidden")
-        if self._app is None or not self._app.running:
-            return web.Response(status=503, text="not ready")  # Telegram redelivers later
+        if self._bot is None or not self._ready or not self._router.accepting:
+            return web.Response(status=503, text="not ready")  # Telegram delivers it again later
         try:
             payload = await request.json()
-            update = Update.de_json(payload, self._app.bot)
-        except Exception:  # any malformed body: say so; a real update from Telegram always parses
+        except ValueError:
             return web.Response(status=400, text="not a Telegram update")
-        await self._app.update_queue.put(update)
-        return web.Response(text="ok")
-
-    async def _on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if self._me is None:
-            return
-        task = asyncio.current_task()
-        if task is not None:
-            self._answering.add(task)
+        if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+            return web.Response(status=400, text="not a Telegram update")
         try:
-            updates = await self._album_of(update)
-            if updates:
-                await self._handle(updates)
-        finally:
-            if task is not None:
-                self._answering.discard(task)
+            update = Update.de_json(payload, self._bot)
+        except Exception:  # redelivering it would not help: skip it
+            log.warning("skipping update %s: python-telegram-bot cannot parse it", payload["update_id"])
+            return web.Response(text="ok")
+        if in_album(update):
+            await self._webhook_album(update)
+        else:
+            await self._bounded(self._intake([update]))
+        return web.Response(text="ok")  # from here on Telegram forgets the update
 
-    async def _album_of(self, update: Update) -> list[Update]:
-        """The updates to answer together: just this one, or a whole album (photos sent at once arrive
-        as separate messages sharing a media_group_id; the first one's task waits for the rest and
-        answers them all, the others return nothing)."""
-        message = update.message
-        if message is None or not message.media_group_id:
-            return [update]
-        key = (message.chat.id, message.media_group_id)
+    async def _webhook_album(self, update: Update) -> None:
+        """Telegram delivers an album's photos one by one and waits for each answer, so they are
+        acknowledged as they join the album; its first photo's request waits until the album is admitted."""
+        assert update.message is not None and update.message.media_group_id
+        key = (update.message.chat.id, update.message.media_group_id)
         album = self._albums.get(key)
         if album is not None:
             album.append(update)
-            return []
+            return
         self._albums[key] = album = [update]
         try:
             await asyncio.sleep(ALBUM_WAIT_S)
         finally:
             self._albums.pop(key, None)
-        return sorted(album, key=lambda u: u.message.message_id if u.message else 0)
+        await self._bounded(self._intake(album))
 
-    async def _handle(self, updates: list[Update]) -> None:
-        assert self._me is not None
+    async def _bounded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Wait for `work` (an admission) at most BATCH_WAIT_S; it carries on in the background after."""
+        task = self._spawn(work)
+        done, _ = await asyncio.wait({task}, timeout=BATCH_WAIT_S)
+        if task not in done:
+            log.warning("an update was not admitted within %.0fs; acknowledging it anyway", BATCH_WAIT_S)
+
+    async def _take(self, updates: list[Update]) -> None:
+        """Admit a batch of polled updates: an album's photos together, each chat's messages in order,
+        chats side by side."""
+        groups: dict[tuple[int | None, str], list[Update]] = {}
+        for update in updates:
+            message = update.message
+            album = message.media_group_id if message is not None else None
+            key = (_chat_of(update), album) if album else (_chat_of(update), f"update:{update.update_id}")
+            groups.setdefault(key, []).append(update)
+        chats: dict[int | None, list[list[Update]]] = {}
+        for (chat, _), group in groups.items():
+            chats.setdefault(chat, []).append(group)
+
+        async def in_order(chat_groups: list[list[Update]]) -> None:
+            for group in chat_groups:
+                await self._intake(group)
+
+        await asyncio.gather(*(in_order(chat_groups) for chat_groups in chats.values()))
+
+    async def _intake(self, updates: list[Update]) -> None:
+        """Parse one message (or album), fetch its images, admit it, and start showing the answer.
+        Never raises: a failure is logged and the update counts as handled."""
+        bot, me = self._bot, self._me
+        if bot is None or me is None:
+            return
+        updates = sorted(updates, key=lambda u: u.message.message_id if u.message else 0)
         # The album's caption (its text, mentions included) is on one of its messages.
         primary = next((u for u in updates if u.message and u.message.caption), updates[0])
-        replied = primary.message.reply_to_message if primary.message else None
-        if replied is not None:  # a reply may continue a conversation another replica (or run) began
-            await self._chains.prefetch(replied.chat.id, replied.message_id)
-        addressed = parse_update(primary, self._me, self._chains)
-        if addressed is None or self._seen(addressed.message.event_id):
-            return
         try:
+            replied = primary.message.reply_to_message if primary.message else None
+            if replied is not None:  # a reply may continue a conversation another replica (or run) began
+                await self._chains.prefetch(replied.chat.id, replied.message_id)
+            addressed = parse_update(primary, me, self._chains)
+            if addressed is None or self._seen(addressed.message.event_id):
+                return
+            message = addressed.message
             messages = [u.message for u in updates if u.message is not None]
-            await self._answer(addressed, messages)
-        except Forbidden:  # the user's choice, not a failure of ours or Telegram's: not counted
-            log.info("chat %s blocked the bot or removed it; answer dropped", addressed.target.chat_id)
-        except Exception as error:
-            if isinstance(error, TelegramError):
-                self._context.observer.platform_error(PLATFORM, PLATFORM_API)
-            log.exception("answering an update in chat %s failed", addressed.target.chat_id)
+            if any(has_media(m) for m in messages):
+                message = await with_images(bot, messages, message)  # before the core sees it
+            admission = await self._router.admit(message)
+        except Exception:
+            log.exception("handling update %s failed", primary.update_id)
+            return
+        if not admission.duplicate:
+            self._spawn(self._present(admission, self._surface(addressed.target, message.ref)))
 
     def _seen(self, event_id: str) -> bool:
         if event_id in self._recent:
@@ -252,48 +264,49 @@ class TelegramAdapter:
             self._recent.popitem(last=False)
         return False
 
-    async def _answer(self, addressed: Addressed, messages: list[Message]) -> None:
-        assert self._app is not None
-        message = addressed.message
-        if any(has_media(m) for m in messages):
-            message = await with_images(self._app.bot, messages, message)  # before the core sees it
-        renderer = self._renderer(addressed.target, message.ref)
-        thinking = bool(message.text.strip() or message.images) and parse_command(message.text) is None
-        await renderer.render(self._context.router.handle(message), thinking=thinking)
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
-    def _renderer(self, target: Target, ref: ConversationRef) -> TurnRenderer:
-        assert self._app is not None
+    # --- outbound: answers ----------------------------------------------------------------------------
+
+    async def _present(self, admission: Admission, surface: TelegramSurface) -> None:
+        try:
+            outcome = await self._router.present(admission, surface)
+        except Exception:
+            log.exception("showing the answer in chat %s failed", surface.target.chat_id)
+            return
+        if outcome.delivered:
+            return
+        if surface.blocked:  # the user's choice, not a failure of ours or Telegram's: not counted
+            log.info("chat %s blocked the bot or removed it; answer dropped", surface.target.chat_id)
+        else:
+            self._context.observer.platform_error(PLATFORM, PLATFORM_API)
+
+    def _surface(self, target: Target, ref: ConversationRef) -> TelegramSurface:
+        assert self._bot is not None
         on_sent = None
         if not target.private and target.thread_id is None:
             chat_id, root = target.chat_id, ref.thread
             on_sent = lambda message_id: self._chains.link(chat_id, message_id, root)  # noqa: E731
-        outbox = Outbox(self._app.bot, target, on_sent)
-        busy = lambda: self._limiter.would_wait(target.chat_id)  # noqa: E731
-        caps = self._capabilities_for(target)
-        return TurnRenderer(outbox, self._settings.stream_style, caps, self._drafts, busy)
+        return TelegramSurface(
+            self._bot,
+            target,
+            capabilities_for(self._settings, target, self._drafts),
+            drafts=self._drafts,
+            on_sent=on_sent,
+            busy=lambda: self._limiter.would_wait(target.chat_id),
+        )
 
-    def _capabilities_for(self, target: Target) -> Capabilities:
-        settings = self._settings
-        if target.private and settings.stream_style == "draft" and self._drafts.available:
-            return replace(self.capabilities, edit_interval_s=settings.draft_interval)
-        if not target.private:
-            return replace(self.capabilities, edit_interval_s=settings.group_edit_interval)
-        return self.capabilities
-
-    async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        log.warning("Telegram error: %s", context.error)
+    def surface_for(self, ref: ConversationRef, reply_address: str) -> TelegramSurface:
+        """The surface of a stored turn (after a restart): the target its `reply_address` names."""
+        if self._bot is None:
+            raise RuntimeError("the Telegram adapter is not connected")
+        return self._surface(Target.from_address(reply_address, ref), ref)
 
     # --- outbound, outside a turn -------------------------------------------------------------------
-
-    async def post_notice(self, ref: ConversationRef, text: str) -> None:
-        assert self._app is not None, "post_notice before run()"
-        thread, topic, reply_to = ref.thread, None, None
-        if thread.startswith("topic:"):
-            topic = int(thread.removeprefix("topic:"))
-        elif thread.isdigit():
-            reply_to = int(thread)  # the message that started the reply chain
-        target = Target(int(ref.channel), topic, reply_to, private=int(ref.channel) > 0)
-        await Outbox(self._app.bot, target).send(text)
 
     async def post_report(self, destination: str, report: DailyReport, chart_png: bytes | None) -> None:
         async with self._outbound() as bot:
@@ -304,31 +317,24 @@ class TelegramAdapter:
             await send_announcement(bot, destination, text)
 
     @contextlib.asynccontextmanager
-    async def _outbound(self) -> AsyncIterator[Bot]:
-        """The running application's bot; when the adapter is not running (`bot report --post`, or a
+    async def _outbound(self) -> AsyncIterator[ExtBot[int]]:
+        """The running adapter's bot; when the adapter is not running (`bot report --post`, or a
         catch-up report before run() connected), a short-lived send-only bot. It never polls, so it
         cannot take updates away from a bot process serving the same token."""
-        if self._live_bot is not None:
-            yield self._live_bot
+        if self._bot is not None:
+            yield self._bot
             return
-        settings = self._settings
-        assert settings.bot_token is not None
-        bot = ExtBot(
-            settings.bot_token.get_secret_value(),
-            base_url=settings.api_url,
-            base_file_url=file_url_for(settings.api_url) or "https://api.telegram.org/file/bot",
-            rate_limiter=FloodLimiter(
-                overall_max_rate=settings.max_messages_per_second,
-                group_max_rate=settings.group_messages_per_minute,
-                max_retries=3,
-                on_rate_limited=self._rate_limited,
-            ),
-        )
-        try:
-            await bot.initialize()  # getMe
-        except InvalidToken:
-            raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None
+        bot = self._new_bot(self._new_limiter())
+        await _initialized(bot)
         try:
             yield bot
         finally:
             await bot.shutdown()
+
+
+async def _initialized(bot: ExtBot[int]) -> None:
+    try:
+        await bot.initialize()  # getMe
+    except InvalidToken:
+        # PTB's message quotes the token; never let it reach logs.
+        raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None

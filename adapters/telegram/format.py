@@ -29,11 +29,17 @@ def escape(text: str) -> str:
     return html.escape(text, quote=False)
 
 
+def literal_markdown(text: str) -> str:
+    """`text` as Markdown that shows exactly these characters: every ASCII punctuation character is
+    backslash-escaped, so nothing in it is read as syntax."""
+    return _PUNCTUATION.sub(r"\\\g<0>", text)
+
+
 def footer_markdown(text: str) -> str:
-    """A short line shown under an answer (the cost footer) as Markdown for `to_html`: one italic line,
-    every ASCII punctuation character backslash-escaped so nothing in it is read as syntax."""
+    """A short line shown under an answer (the cost footer, a notice) as Markdown for `to_html`: one
+    italic line, taken literally."""
     flat = " ".join(text.split())
-    return "*" + _PUNCTUATION.sub(r"\\\g<0>", flat) + "*" if flat else ""
+    return "*" + literal_markdown(flat) + "*" if flat else ""
 
 
 def visible_length(markup: str) -> int:

@@ -7,8 +7,9 @@ that started it), and a forum topic is one conversation as a whole.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from telegram import Message, MessageEntity, Update
 from telegram.constants import ChatType
@@ -30,6 +31,27 @@ class Target:
     thread_id: int | None = None  # message_thread_id of a forum topic
     reply_to: int | None = None  # in groups the answer replies to the question, so users can reply on
     private: bool = False
+
+    def address(self) -> str:
+        """This target as the message's `reply_address` (stored with the turn, see `from_address`)."""
+        fields = {"chat": self.chat_id, "topic": self.thread_id, "reply_to": self.reply_to}
+        return json.dumps(fields | {"private": self.private}, separators=(",", ":"))
+
+    @staticmethod
+    def from_address(address: str, ref: ConversationRef) -> Target:
+        """The target a stored turn's answer goes to: its `reply_address`, or (turns stored without one)
+        what its conversation says: the chat, a forum topic, or the message a reply chain started at."""
+        if address:
+            fields = json.loads(address)
+            chat, private = int(fields["chat"]), bool(fields["private"])
+            return Target(chat, fields.get("topic"), fields.get("reply_to"), private)
+        chat_id = int(ref.channel)
+        thread, topic, reply_to = ref.thread, None, None
+        if thread.startswith("topic:"):
+            topic = int(thread.removeprefix("topic:"))
+        elif thread.isdigit():
+            reply_to = int(thread)
+        return Target(chat_id, topic, reply_to, private=chat_id > 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +89,16 @@ class ReplyChains:
 
 
 def parse_update(update: Update, me: BotIdentity, chains: ReplyChains) -> Addressed | None:
-    """The message the bot should answer, or None (not for us, from a bot, not a new message)."""
+    """The message the bot should answer (its `reply_address` says where the answer goes), or None (not
+    for us, from a bot, not a new message)."""
+    addressed = _parse(update, me, chains)
+    if addressed is None:
+        return None
+    message = replace(addressed.message, reply_address=addressed.target.address())
+    return Addressed(message, addressed.target)
+
+
+def _parse(update: Update, me: BotIdentity, chains: ReplyChains) -> Addressed | None:
     message = update.message
     if message is None or message.from_user is None or message.from_user.is_bot:
         return None  # edits, channel posts, service updates, other bots and our own echoes

@@ -1,54 +1,69 @@
-"""Flood control: PTB's AIORateLimiter for messages, with chat actions and drafts kept out of its queues.
+"""Flood control: Telegram's message budgets as token buckets, with chat actions and drafts kept out of them.
 
-Telegram's flood limits are about messages (about 30/s per bot, 20/min per group). AIORateLimiter
-throttles every call that names a chat, so a typing indicator or a draft preview would spend a group's
-message budget and wait behind other chats' messages. Those two are ephemeral and best-effort: they go
-straight out, and a 429 on them is reported to the caller, who skips them instead of queueing.
+Telegram's flood limits are about messages (about 30/s per bot, 20/min per group). Every call that
+names a chat waits for the bot-wide bucket (and a group's bucket) before it goes out, so the bot stays
+inside those limits instead of collecting 429s. A typing indicator or a draft preview is ephemeral and
+best effort: it goes straight out and never spends a group's message budget.
 
-Every Bot API call but getUpdates passes through the limiter, so it is also where each 429 is seen once
-(a RetryAfter per 429 response, retried or not) and reported to `on_rate_limited`.
+A 429 is not retried here by default (`max_retries=0`): the presenter decides (core/delivery.py: the
+final text is retried for minutes, interim edits and typing are skipped). Callers outside a turn ask
+for retries per call with PTB's `rate_limit_args` (reports: `rate_limit_args=3`). A chat that got a 429
+stays paused until its wait is over, so later calls to it wait instead of collecting more 429s.
+
+Every Bot API call but getUpdates passes through here, so it is also where each 429 is seen once and
+reported to `on_rate_limited`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
+from aiolimiter import AsyncLimiter
 from telegram.error import RetryAfter
-from telegram.ext import AIORateLimiter
-
-T = TypeVar("T")
+from telegram.ext import BaseRateLimiter
 
 UNTHROTTLED = frozenset({"sendChatAction", "sendMessageDraft"})
-Callback = Callable[..., Coroutine[Any, Any, bool | dict[str, Any] | list[dict[str, Any]]]]  # one request
+GROUP_PERIOD_S = 60.0
+_MAX_GROUP_LIMITERS = 512
+Result = bool | dict[str, Any] | list[dict[str, Any]]
+Callback = Callable[..., Coroutine[Any, Any, Result]]  # one HTTP request
 
 
-class FloodLimiter(AIORateLimiter):
-    """AIORateLimiter, plus: a chat that got a 429 stays paused until its wait is over, even when the
-    request that got it was cancelled (AIORateLimiter lifts its pause as soon as its retry is cancelled,
-    e.g. when a streamed edit is superseded by the final one). `on_rate_limited` hears the endpoint of
-    every 429."""
-
+class FloodLimiter(BaseRateLimiter[int]):
     def __init__(
-        self, *args: Any, on_rate_limited: Callable[[str], None] | None = None, **kwargs: Any
+        self,
+        *,
+        overall_max_rate: float,
+        group_max_rate: float,
+        max_retries: int = 0,
+        on_rate_limited: Callable[[str], None] | None = None,
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self._paused_until: dict[Any, float] = {}
+        self._overall = AsyncLimiter(overall_max_rate, 1.0)
+        self._group_max_rate = group_max_rate
+        self._groups: dict[int | str, AsyncLimiter] = {}
+        self._max_retries = max_retries
+        self._paused_until: dict[Any, float] = {}  # chat id -> loop time its 429 wait ends
         self._on_rate_limited = on_rate_limited
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
 
     def would_wait(self, chat_id: int) -> bool:
         """True when a message to this chat would queue now: the bot-wide or the group budget is spent,
         or the chat is waiting out a 429."""
-        loop = asyncio.get_running_loop()
-        if self._paused_until.get(chat_id, 0.0) > loop.time() or not self._retry_after_event.is_set():
+        if self._paused_until.get(chat_id, 0.0) > asyncio.get_running_loop().time():
             return True
-        if self._base_limiter is not None and not self._base_limiter.has_capacity():
+        if not self._overall.has_capacity():
             return True
-        group = self._group_limiters.get(chat_id) if chat_id < 0 else None
+        group = self._groups.get(chat_id) if chat_id < 0 else None
         return group is not None and not group.has_capacity()
 
     async def process_request(
@@ -59,40 +74,61 @@ class FloodLimiter(AIORateLimiter):
         endpoint: str,
         data: dict[str, Any],
         rate_limit_args: int | None,
-    ) -> bool | dict[str, Any] | list[dict[str, Any]]:
-        if self._on_rate_limited is not None:
-            callback = _reporting(callback, partial(self._on_rate_limited, endpoint))
+    ) -> Result:
         if endpoint in UNTHROTTLED:
-            return await callback(*args, **kwargs)
+            return await self._reported(endpoint, callback, args, kwargs)
         chat = data.get("chat_id")
+        retries = self._max_retries if rate_limit_args is None else rate_limit_args
         loop = asyncio.get_running_loop()
-        wait = self._paused_until.get(chat, 0.0) - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        if self._paused_until.get(chat, 0.0) <= loop.time():
-            self._paused_until.pop(chat, None)  # expired: keep the map small
-
-        async def noting_pauses(*a: Any, **kw: Any) -> bool | dict[str, Any] | list[dict[str, Any]]:
+        attempt = 0
+        while True:
+            wait = self._paused_until.get(chat, 0.0) - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            elif chat in self._paused_until:
+                del self._paused_until[chat]  # expired: keep the map small
             try:
-                return await callback(*a, **kw)
+                async with self._budgets(chat):
+                    return await self._reported(endpoint, callback, args, kwargs)
             except RetryAfter as error:
                 self._paused_until[chat] = loop.time() + retry_seconds(error) + 0.1
-                raise
+                attempt += 1
+                if attempt > retries:
+                    raise
 
-        return await super().process_request(noting_pauses, args, kwargs, endpoint, data, rate_limit_args)
-
-
-def _reporting(callback: Callback, report: Callable[[], None]) -> Callback:
-    """`callback` (one HTTP request), calling `report` when Telegram answers it with a 429."""
-
-    async def call(*args: Any, **kwargs: Any) -> bool | dict[str, Any] | list[dict[str, Any]]:
+    async def _reported(self, endpoint: str, callback: Callback, args: Any, kwargs: dict[str, Any]) -> Result:
         try:
             return await callback(*args, **kwargs)
         except RetryAfter:
-            report()
+            if self._on_rate_limited is not None:
+                self._on_rate_limited(endpoint)
             raise
 
-    return call
+    @contextlib.asynccontextmanager
+    async def _budgets(self, chat: Any) -> AsyncIterator[None]:
+        if chat is None:  # getMe, setMyCommands, ...: no message budget
+            yield
+            return
+        group = self._group(chat)
+        async with contextlib.AsyncExitStack() as stack:
+            if group is not None:
+                await stack.enter_async_context(group)
+            await stack.enter_async_context(self._overall)
+            yield
+
+    def _group(self, chat: Any) -> AsyncLimiter | None:
+        """The budget of a group or channel (negative ids and @usernames), None for private chats."""
+        with contextlib.suppress(TypeError, ValueError):
+            chat = int(chat)
+        if isinstance(chat, int) and chat > 0:
+            return None
+        if len(self._groups) > _MAX_GROUP_LIMITERS:  # forget idle groups (their buckets are full)
+            for key, limiter in list(self._groups.items()):
+                if key != chat and limiter.has_capacity(limiter.max_rate):
+                    del self._groups[key]
+        if chat not in self._groups:
+            self._groups[chat] = AsyncLimiter(self._group_max_rate, GROUP_PERIOD_S)
+        return self._groups[chat]
 
 
 def retry_seconds(error: RetryAfter) -> float:
@@ -101,13 +137,3 @@ def retry_seconds(error: RetryAfter) -> float:
         warnings.simplefilter("ignore")
         value = error.retry_after
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = 5) -> T:
-    """Run `call`, waiting out 429s (the limiter retries too; this is the last line for final text)."""
-    for _ in range(attempts - 1):
-        try:
-            return await call()
-        except RetryAfter as error:
-            await asyncio.sleep(retry_seconds(error) + 0.1)
-    return await call()

@@ -1,4 +1,4 @@
-"""Send, edit and draft messages in one conversation: Markdown -> Telegram HTML, plain-text fallback.
+"""Send, edit, delete and draft messages in one chat: Markdown -> Telegram HTML, plain-text fallback.
 
 If Telegram refuses our entities (it should not: see format.py) the same text goes out as plain text
 rather than failing the answer. Link previews are off: a preview popping in and out while an answer
@@ -94,6 +94,13 @@ class Outbox:
             )
 
         await self._formatted(markdown, call)
+
+    async def delete(self, message_id: int) -> None:
+        try:
+            await self._bot.delete_message(self._target.chat_id, message_id)
+        except BadRequest as error:
+            if "not found" not in error.message.lower():  # already gone: what we wanted
+                raise
 
     async def typing(self) -> None:
         await self._bot.send_chat_action(

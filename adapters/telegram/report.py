@@ -20,14 +20,13 @@ import logging
 import re
 from collections.abc import Sequence
 from datetime import date, timedelta
-from functools import partial
 
-from telegram import Bot, LinkPreviewOptions, ReplyParameters
+from telegram import LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, TelegramError
+from telegram.ext import ExtBot
 
 from adapters.telegram.format import escape, to_html, visible_length
-from adapters.telegram.limiter import with_retries
 from adapters.telegram.outbox import MAX_CHARS, SPLIT_CHARS
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, ToolStats, Totals
 from core.textsplit import split_text
@@ -41,6 +40,7 @@ CHART_FILENAME = "usage-14-days.png"
 _DESTINATION = re.compile(r"^(-?\d+|@[A-Za-z][A-Za-z0-9_]{3,31})(?::(\d+))?$")
 _TAG = re.compile(r"<[^>]*>")
 _NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
+RETRIES = 3  # 429s the flood limiter waits out per call (answers leave retrying to the presenter)
 
 ChatId = int | str
 
@@ -223,49 +223,54 @@ def _entity_error(error: BadRequest) -> bool:
     return "parse entities" in text or "entit" in text or "tag" in text
 
 
-async def _send(bot: Bot, chat: ChatId, topic: int | None, markup: str, fallback: str) -> int:
+async def _send(bot: ExtBot[int], chat: ChatId, topic: int | None, markup: str, fallback: str) -> int:
     """Send HTML (plain `fallback` if Telegram refuses the entities); 429s are waited out."""
 
     async def call(text: str, mode: str | None) -> int:
         message = await bot.send_message(
-            chat, text, parse_mode=mode, message_thread_id=topic, link_preview_options=_NO_PREVIEW
+            chat,
+            text,
+            parse_mode=mode,
+            message_thread_id=topic,
+            link_preview_options=_NO_PREVIEW,
+            rate_limit_args=RETRIES,
         )
         return message.message_id
 
     try:
-        return await with_retries(partial(call, markup, ParseMode.HTML))
+        return await call(markup, ParseMode.HTML)
     except BadRequest as error:
         if not _entity_error(error):
             raise
         log.warning("Telegram refused the report's formatting (%s); sending plain text", error.message)
-    return await with_retries(partial(call, fallback, None))
+    return await call(fallback, None)
 
 
-async def send_report(bot: Bot, destination: str, report: DailyReport, chart_png: bytes | None) -> int:
+async def send_report(
+    bot: ExtBot[int], destination: str, report: DailyReport, chart_png: bytes | None
+) -> int:
     """Post the report message, then the chart replying to it; returns the report message's id."""
     chat, topic = parse_destination(destination)
     markup = fit_report_html(report)
     message_id = await _send(bot, chat, topic, markup, plain(markup))
     if chart_png:
         try:
-            await with_retries(
-                partial(
-                    bot.send_photo,
-                    chat,
-                    chart_png,
-                    caption=chart_caption(report),
-                    parse_mode=ParseMode.HTML,
-                    message_thread_id=topic,
-                    reply_parameters=ReplyParameters(message_id, allow_sending_without_reply=True),
-                    filename=CHART_FILENAME,
-                )
+            await bot.send_photo(
+                chat,
+                chart_png,
+                caption=chart_caption(report),
+                parse_mode=ParseMode.HTML,
+                message_thread_id=topic,
+                reply_parameters=ReplyParameters(message_id, allow_sending_without_reply=True),
+                filename=CHART_FILENAME,
+                rate_limit_args=RETRIES,
             )
         except TelegramError as error:
             log.warning("the %s report was posted, but its chart was not: %s", report.day, error.message)
     return message_id
 
 
-async def send_announcement(bot: Bot, destination: str, markdown: str) -> list[int]:
+async def send_announcement(bot: ExtBot[int], destination: str, markdown: str) -> list[int]:
     """Post a Markdown message (split at Telegram's limit); returns the message ids."""
     chat, topic = parse_destination(destination)
     ids: list[int] = []

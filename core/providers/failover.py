@@ -1,7 +1,13 @@
 """Retry with backoff, then fall over to the fallback model.
 
-A call is retried only while nothing of it has reached the user: once text has streamed, replaying the
-call would show the same words twice, so a cut-off after that point fails the turn (keeping the text).
+A stream that fails after some of its text has streamed is, for a caller that passes
+`retry_after_text=True`, retried like any other retryable failure (same policy, then the fallback model).
+Replaying the call sends the text again from its start, so the `AttemptFailed` of such an attempt says
+`discarded_text=True`: the caller must take that attempt's text back (the agent emits `TextReset`) before
+the next attempt's chunks arrive, or the user would see the same words twice. Only when every attempt of
+every model has failed and the last one had streamed text does the call end in `StreamCutAfterOutput`
+(the caller keeps that last attempt's partial text). Without `retry_after_text` (a caller that cannot take
+text back) the first cut after text ends the call that way at once.
 """
 
 from __future__ import annotations
@@ -43,7 +49,11 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class AttemptFailed:
-    """One failed call (recorded in usage); `next_step` says what happens now."""
+    """One failed call (recorded in usage); `next_step` says what happens now.
+
+    `discarded_text`: the attempt had streamed text before it failed and the call goes on (a retry or the
+    fallback), so that text is void: the next attempt streams the step from its start. Never set with
+    "give_up" (then the last attempt's text stands as the partial answer)."""
 
     model: ModelId
     error: ProviderError
@@ -51,6 +61,7 @@ class AttemptFailed:
     next_step: str  # "retry", "fallback" or "give_up"
     delay_s: float = 0.0
     next_model: ModelId | None = None
+    discarded_text: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +73,7 @@ FailoverEvent = Chunk | AttemptFailed | CallStarted
 
 
 class StreamCutAfterOutput(ProviderError):
-    """The stream failed after text reached the user; not retried."""
+    """The stream failed after text reached the user, and no attempt left (or the caller cannot retry)."""
 
 
 async def stream_with_failover(
@@ -71,8 +82,14 @@ async def stream_with_failover(
     make_request: Callable[[ModelId], ProviderRequest],
     policy: RetryPolicy,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    *,
+    retry_after_text: bool = False,
 ) -> AsyncIterator[FailoverEvent]:
-    """Stream one model step, trying `models` in order. Raises the last ProviderError if all fail."""
+    """Stream one model step, trying `models` in order. Raises the last ProviderError if all fail
+    (`StreamCutAfterOutput` if the last attempt had streamed text).
+
+    `retry_after_text`: also retry (and fall over) attempts that failed after streaming text; the caller
+    then handles `AttemptFailed.discarded_text`. Off, such a failure ends the call at once."""
     for index, model in enumerate(models):
         next_model = models[index + 1] if index + 1 < len(models) else None
         attempt = 0
@@ -89,16 +106,19 @@ async def stream_with_failover(
                 return
             except ProviderError as error:
                 latency = time.perf_counter() - started
-                if emitted_text:
-                    yield AttemptFailed(model, error, latency, "give_up")
-                    raise StreamCutAfterOutput(error.message, status=error.status) from error
-                delay = policy.delay(attempt, error)
+                delay = policy.delay(attempt, error) if retry_after_text or not emitted_text else None
                 if delay is not None:
-                    yield AttemptFailed(model, error, latency, "retry", delay_s=delay)
+                    yield AttemptFailed(
+                        model, error, latency, "retry", delay_s=delay, discarded_text=emitted_text
+                    )
                     await sleep(delay)
                     continue
-                if next_model is None:
+                if next_model is None or (emitted_text and not retry_after_text):
                     yield AttemptFailed(model, error, latency, "give_up")
+                    if emitted_text:
+                        raise StreamCutAfterOutput(error.message, status=error.status) from error
                     raise
-                yield AttemptFailed(model, error, latency, "fallback", next_model=next_model)
+                yield AttemptFailed(
+                    model, error, latency, "fallback", next_model=next_model, discarded_text=emitted_text
+                )
                 break

@@ -52,7 +52,11 @@ class StoredMessage:
 
 @dataclass(frozen=True, slots=True)
 class TurnRecord:
-    """An accepted inbound message: stored before it is processed so a crash never loses it."""
+    """An accepted inbound message: stored before it is processed so a crash never loses it.
+
+    `answer` is the final text the user must see (set when the turn ends); `delivered_at` is set once it
+    has landed on the platform, so a finished turn whose answer never arrived can be delivered after a
+    restart (to `reply_address`, the adapter's opaque "where to answer")."""
 
     id: int
     session_id: int
@@ -62,6 +66,11 @@ class TurnRecord:
     event_id: str
     status: TurnStatus
     created_at: datetime
+    reply_address: str = ""
+    is_dm: bool = False
+    sender_name: str = ""
+    answer: str | None = None
+    delivered_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,9 +204,10 @@ class Store(Protocol):
         *,
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
+        answer: str | None = None,
     ) -> list[int]:
-        """Append (message, token count) pairs atomically, optionally setting a turn's status in the same
-        transaction. Returns the new message ids."""
+        """Append (message, token count) pairs atomically, optionally setting a turn's status (and, with
+        `answer`, its final answer) in the same transaction. Returns the new message ids."""
         ...
 
     async def compact(
@@ -211,7 +221,31 @@ class Store(Protocol):
         self, session_id: int, ref: ConversationRef, sender_id: str, text: str, event_id: str
     ) -> TurnRecord: ...
 
+    async def admit_turn(
+        self,
+        ref: ConversationRef,
+        sender_id: str,
+        text: str,
+        event_id: str,
+        *,
+        reply_address: str = "",
+        is_dm: bool = False,
+        sender_name: str = "",
+    ) -> TurnRecord | None:
+        """Claim event `event_id` (of `ref.platform`) and store its turn, pending, in the conversation's
+        open session (created if there is none), all in one transaction: a claimed event always has its
+        turn. None if the event was already claimed (then nothing is written)."""
+        ...
+
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None: ...
+
+    async def set_turn_answer(self, turn_id: int, status: TurnStatus, answer: str) -> None:
+        """Set a turn's status and final answer in one write (a turn that ends without messages)."""
+        ...
+
+    async def mark_delivered(self, turn_id: int) -> None:
+        """Record that the turn's answer has landed on the platform (idempotent: the first time stays)."""
+        ...
 
     async def get_turn(self, turn_id: int) -> TurnRecord | None:
         """A turn by id, whatever its status (None if unknown)."""
@@ -221,6 +255,12 @@ class Store(Protocol):
         """Turns left pending or running by a process that is gone (a crash or restart), oldest first.
         The caller takes them over: another caller (another replica) does not get them too. Turns this
         process is still working on are never returned."""
+        ...
+
+    async def undelivered_turns(self, platform: str, since: datetime) -> list[TurnRecord]:
+        """Turns of `platform` created at or after `since` that have an answer not yet delivered, left by
+        a process that is gone, oldest first. Taken over like `unfinished_turns`: no other caller gets
+        them too."""
         ...
 
     async def request_stop(self, key: str) -> bool:

@@ -216,11 +216,26 @@ _LINKS: tuple[str, ...] = (
     """,
 )
 
+_DELIVERY: tuple[str, ...] = (
+    # Where and to whom to answer (the adapter's opaque reply address), so a turn can be answered after
+    # a restart; its final answer, and when that answer landed on the platform. Existing turns have no
+    # answer, so they are never taken for undelivered.
+    "ALTER TABLE turns ADD COLUMN reply_address TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE turns ADD COLUMN is_dm INTEGER NOT NULL DEFAULT 0 CHECK (is_dm IN (0, 1))",
+    "ALTER TABLE turns ADD COLUMN sender_name TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE turns ADD COLUMN answer TEXT",
+    "ALTER TABLE turns ADD COLUMN delivered_at REAL",
+    # Finished but not delivered: a handful of rows at any time, whatever the history's size.
+    "CREATE INDEX turns_undelivered ON turns (platform, id)"
+    " WHERE answer IS NOT NULL AND delivered_at IS NULL",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "reports: posted days, usage rollup", _REPORTS),
     Migration(3, "fleet: turn owners, conversation order", _FLEET),
     Migration(4, "message links: reply chains", _LINKS),
+    Migration(5, "delivery: reply addresses, answers, delivered turns", _DELIVERY),
 )
 
 _VERSION_TABLE = """

@@ -17,7 +17,8 @@ class Row(Protocol):
 
 SESSION_COLUMNS = "id, platform, workspace, channel, thread, model, summary, summary_tokens, created_at"
 TURN_COLUMNS = (
-    "id, session_id, platform, workspace, channel, thread, sender_id, text, event_id, status, created_at"
+    "id, session_id, platform, workspace, channel, thread, sender_id, text, event_id, status, created_at,"
+    " reply_address, is_dm, sender_name, answer, delivered_at"
 )
 
 
@@ -49,4 +50,11 @@ def turn_from_row(row: Row) -> TurnRecord:
     ref = ConversationRef(str(row[2]), str(row[3]), str(row[4]), str(row[5]))
     status = cast(TurnStatus, str(row[9]))  # guaranteed by the CHECK constraint
     created = from_epoch(float(row[10]))
-    return TurnRecord(int(row[0]), int(row[1]), ref, str(row[6]), str(row[7]), str(row[8]), status, created)
+    return TurnRecord(
+        *(int(row[0]), int(row[1]), ref, str(row[6]), str(row[7]), str(row[8]), status, created),
+        reply_address=str(row[11]),
+        is_dm=bool(row[12]),  # SQLite: 0/1, PostgreSQL: a boolean
+        sender_name=str(row[13]),
+        answer=None if row[14] is None else str(row[14]),
+        delivered_at=None if row[15] is None else from_epoch(float(row[15])),
+    )

@@ -62,6 +62,7 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (session_id, role, content, tokens, created_at) VALUES (?, ?, ?, ?, ?)"
 )
 _SET_TURN_STATUS = "UPDATE turns SET status = ?, updated_at = ? WHERE id = ?"
+_SET_TURN_ANSWER = "UPDATE turns SET status = ?, updated_at = ?, answer = ? WHERE id = ?"
 
 
 class SQLiteStore:
@@ -238,16 +239,21 @@ class SQLiteStore:
         *,
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
+        answer: str | None = None,
     ) -> list[int]:
         if (turn_id is None) != (turn_status is None):
             raise ValueError("turn_id and turn_status must be given together")
+        if answer is not None and turn_id is None:
+            raise ValueError("an answer needs the turn_id (and turn_status) it belongs to")
         # Serialise before queueing: a bad message fails fast and holds nothing.
         rows = [(session_id, m.role, message_to_json(m), tokens) for m, tokens in messages]
 
         def append(conn: sqlite3.Connection) -> list[int]:
             now = time.time()
             ids = [_insert(conn, _INSERT_MESSAGE, (*row, now)) for row in rows]
-            if turn_id is not None:
+            if answer is not None:
+                _update_one(conn, _SET_TURN_ANSWER, (turn_status, now, answer, turn_id), "turn")
+            elif turn_id is not None:
                 _update_one(conn, _SET_TURN_STATUS, (turn_status, now, turn_id), "turn")
             return ids
 
@@ -278,14 +284,54 @@ class SQLiteStore:
         now = time.time()
         params = (
             *(session_id, ref.key, *ref_parts(ref), sender_id, text, event_id),
-            *("pending", now, now, self.owner),
+            *("pending", now, now, self.owner, "", 0, ""),
         )
         turn_id = await self._write(lambda c: _insert(c, _INSERT_TURN, params))
         return TurnRecord(turn_id, session_id, ref, sender_id, text, event_id, "pending", from_epoch(now))
 
+    async def admit_turn(
+        self,
+        ref: ConversationRef,
+        sender_id: str,
+        text: str,
+        event_id: str,
+        *,
+        reply_address: str = "",
+        is_dm: bool = False,
+        sender_name: str = "",
+    ) -> TurnRecord | None:
+        now = time.time()
+
+        def admit(conn: sqlite3.Connection) -> TurnRecord | None:
+            # One operation, so one transaction: the claim and the turn land together or not at all.
+            if _changed(conn, q.CLAIM_EVENT_SQL, (ref.platform, event_id, now)) != 1:
+                return None  # already claimed: a redelivery
+            session = _open_session(conn, ref)
+            params = (
+                *(session.id, ref.key, *ref_parts(ref), sender_id, text, event_id),
+                *("pending", now, now, self.owner, reply_address, int(is_dm), sender_name),
+            )
+            return TurnRecord(
+                *(_insert(conn, _INSERT_TURN, params), session.id, ref, sender_id, text, event_id),
+                *("pending", from_epoch(now)),
+                reply_address=reply_address,
+                is_dm=is_dm,
+                sender_name=sender_name,
+            )
+
+        return await self._write(admit)
+
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
         params = (status, time.time(), turn_id)
         await self._write(lambda c: _update_one(c, _SET_TURN_STATUS, params, "turn"))
+
+    async def set_turn_answer(self, turn_id: int, status: TurnStatus, answer: str) -> None:
+        params = (status, time.time(), answer, turn_id)
+        await self._write(lambda c: _update_one(c, _SET_TURN_ANSWER, params, "turn"))
+
+    async def mark_delivered(self, turn_id: int) -> None:
+        params = (time.time(), turn_id)
+        await self._write(lambda c: _update_one(c, _MARK_DELIVERED, params, "turn"))
 
     async def get_turn(self, turn_id: int) -> TurnRecord | None:
         rows = await self._read(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
@@ -301,14 +347,24 @@ class SQLiteStore:
         if platform is not None:
             where += " AND platform = ?"
             params = (*live, platform)
+        return await self._write(lambda conn: self._adopt(conn, where, params))
 
-        def adopt(conn: sqlite3.Connection) -> list[TurnRecord]:
-            rows = conn.execute(f"SELECT {TURN_COLUMNS} FROM turns WHERE {where} ORDER BY id", params)
-            turns = [turn_from_row(row) for row in rows.fetchall()]
-            conn.executemany("UPDATE turns SET owner = ? WHERE id = ?", [(self.owner, t.id) for t in turns])
-            return turns
+    async def undelivered_turns(self, platform: str, since: datetime) -> list[TurnRecord]:
+        # The same ownership rule as unfinished_turns; the first two terms are the partial index's.
+        live = sorted(_OPEN_OWNERS)
+        where = (
+            "answer IS NOT NULL AND delivered_at IS NULL AND platform = ? AND created_at >= ?"
+            f" AND owner NOT IN ({', '.join('?' * len(live))})"
+        )
+        params = (platform, to_epoch(since), *live)
+        return await self._write(lambda conn: self._adopt(conn, where, params))
 
-        return await self._write(adopt)
+    def _adopt(self, conn: sqlite3.Connection, where: str, params: Sequence[Any]) -> list[TurnRecord]:
+        """Take over the turns matching `where` (inside a write transaction), oldest first."""
+        rows = conn.execute(f"SELECT {TURN_COLUMNS} FROM turns WHERE {where} ORDER BY id", params)
+        turns = [turn_from_row(row) for row in rows.fetchall()]
+        conn.executemany("UPDATE turns SET owner = ? WHERE id = ?", [(self.owner, t.id) for t in turns])
+        return turns
 
     async def request_stop(self, key: str) -> bool:
         return False  # one process: every running turn is this process's own
@@ -390,9 +446,11 @@ class SQLiteStore:
 _OPEN_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE conversation_key = ? AND closed_at IS NULL"
 _INSERT_TURN = (
     "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
-    " sender_id, text, event_id, status, created_at, updated_at, owner)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sender_id, text, event_id, status, created_at, updated_at, owner, reply_address, is_dm, sender_name)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# Idempotent: a second delivery report keeps the first time.
+_MARK_DELIVERED = "UPDATE turns SET delivered_at = COALESCE(delivered_at, ?) WHERE id = ?"
 _INSERT_USAGE = (
     "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
     " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"

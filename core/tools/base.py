@@ -31,6 +31,9 @@ class Tool:
     input_schema: dict[str, Any]
     handler: ToolHandler = field(compare=False)
     timeout_s: float = 30.0
+    # True when the tool only reads (safe to run again, e.g. when a turn is resumed after a crash);
+    # a tool that acts on anything (posts, writes, orders) must leave it False.
+    read_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ sends them (discord.py treats a 429 without `Via` as a Cloudflare ban). Every ca
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -49,6 +50,18 @@ class Interaction:
 
 
 @dataclass
+class Storm:
+    """Every call matching one of `routes` (method, path regex) is answered 429 until `until`."""
+
+    routes: tuple[tuple[str, re.Pattern[str]], ...]
+    until: float  # time.monotonic()
+    retry_after: float
+
+    def covers(self, method: str, path: str, now: float) -> bool:
+        return now < self.until and any(m == method and p.search(path) for m, p in self.routes)
+
+
+@dataclass
 class ForcedFailure:
     method: str
     pattern: re.Pattern[str]
@@ -81,6 +94,10 @@ class FakeRestApi:
     no_attach: set[int]  # channels where the bot lacks Attach Files
     uploads: dict[str, bytes]  # attachment id -> the uploaded bytes
     _failures: list[ForcedFailure]
+    _storms: list[Storm]
+    hold: Callable[[str, str, Any], bool] | None  # (method, path, body): hang without effect
+    held: list[Call]  # the calls `hold` caught (status 0: never answered)
+    _released: asyncio.Event
     _routes: list[tuple[str, re.Pattern[str], Callable[..., Awaitable[Any]]]]
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
@@ -125,6 +142,15 @@ class FakeRestApi:
     async def _answer(
         self, request: web.Request, path: str, body: Any, owner: str, kind: str | None
     ) -> tuple[int, Any, dict[str, str]]:
+        now = time.monotonic()
+        storm = next((s for s in self._storms if s.covers(request.method, path, now)), None)
+        if storm is not None:
+            self.limiter.received_429 += 1
+            return 429, wire.rate_limited_body(storm.retry_after, False), _limited(storm.retry_after)
+        if self.hold is not None and self.hold(request.method, path, body):
+            self.held.append(Call(request.method, path, body, 0, time.perf_counter(), owner))
+            await self._released.wait()
+            return 503, {"message": "503: Service Unavailable", "code": 0}, {}
         forced = self._forced(request.method, path)
         if forced is not None:
             if forced.status == 429:
@@ -303,8 +329,18 @@ class FakeRestApi:
         attachments = discord_files.attach(int(channel_id), body)
         for attachment in attachments:
             self.uploads[attachment["id"]] = files[attachment["filename"]]
+        reference = body.get("message_reference")
+        if reference is not None:  # a reply: Discord resolves the reference into its own shape
+            reference = {"type": 0, "channel_id": channel_id} | {
+                k: str(v) for k, v in reference.items() if k in ("message_id", "channel_id", "guild_id")
+            }
         return await self._create_message(
-            int(channel_id), body.get("content") or "", body.get("embeds") or [], 0, attachments=attachments
+            int(channel_id),
+            body.get("content") or "",
+            body.get("embeds") or [],
+            0,
+            attachments=attachments,
+            reference=reference,
         )
 
     async def _channel_edit(self, body: Any, channel_id: str, message_id: str) -> dict[str, Any]:
@@ -357,6 +393,7 @@ class FakeRestApi:
         message_type: int = 0,
         interaction: Interaction | None = None,
         attachments: list[dict[str, Any]] | None = None,
+        reference: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
@@ -373,6 +410,8 @@ class FakeRestApi:
             application_id=self.application_id if interaction else None,
             attachments=attachments,
         )
+        if reference is not None:
+            payload |= {"type": 19, "message_reference": reference}
         self.messages[int(payload["id"])] = payload
         if not flags & wire.FLAG_EPHEMERAL and self.session is not None:  # else no bot is connected
             await self.dispatch("MESSAGE_CREATE", payload)

@@ -19,7 +19,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ from aiohttp import WSMsgType, web
 
 from tests.fakes import discord_wire as wire
 from tests.fakes.discord_files import FakeCdn
-from tests.fakes.discord_rest import BOT_TOKEN, Call, FakeRestApi, ForcedFailure, Interaction
+from tests.fakes.discord_rest import BOT_TOKEN, Call, FakeRestApi, ForcedFailure, Interaction, Storm
 from tests.fakes.discord_wire import snowflake
 
 __all__ = ["BOT_TOKEN", "FakeDiscord", "Interaction"]
@@ -70,6 +70,10 @@ class FakeDiscord(FakeRestApi):
         self.uploads: dict[str, bytes] = {}  # attachment id -> uploaded bytes
         self.cdn = FakeCdn()  # files users attach (see `attachment`)
         self._failures: list[ForcedFailure] = []
+        self._storms: list[Storm] = []
+        self.hold: Callable[[str, str, Any], bool] | None = None
+        self.held: list[Call] = []
+        self._released = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._routes = self._route_table()
         self.guild_id = 0
@@ -311,7 +315,28 @@ class FakeDiscord(FakeRestApi):
     def fail_next(
         self, method: str, path_pattern: str, *, status: int = 429, times: int = 1, retry_after: float = 0.05
     ) -> None:
+        """The next `times` calls matching `path_pattern` fail with `status`: a 429 as Discord sends it
+        (JSON body with `retry_after`, Retry-After + Via headers), anything else with an error body."""
         self._failures.append(ForcedFailure(method, re.compile(path_pattern), status, times, retry_after))
+
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
+    def storm(self, routes: Iterable[tuple[str, str]], seconds: float, *, retry_after: float = 1.0) -> None:
+        """For the next `seconds`, every call matching one of `routes` ((method, path regex) pairs) is
+        answered 429 as Discord sends it, with `retry_after` (counted in `received_429`)."""
+        compiled = tuple((method, re.compile(pattern)) for method, pattern in routes)
+        self._storms.append(Storm(compiled, time.monotonic() + seconds, retry_after))
+
+    def release_held(self) -> None:
+        """Calls caught by `hold` (a predicate on method, path and body; they hang without effect, e.g.
+        until the bot waiting on them is killed) now fail with a 503, and so does any later one."""
+        self._released.set()
+
+    def calls_to(self, method: str, path_pattern: str) -> list[Call]:
+        """Recorded calls of `method` whose path matches `path_pattern` (re.search), in order."""
+        pattern = re.compile(path_pattern)
+        return [c for c in self.calls if c.method == method and pattern.search(c.path)]
 
     def messages_in(self, channel_id: int, *, ephemeral: bool | None = False) -> list[dict[str, Any]]:
         found = [m for m in self.messages.values() if m["channel_id"] == str(channel_id)]

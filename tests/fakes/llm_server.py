@@ -9,6 +9,10 @@ text, so end-to-end tests work without scripting:
 
 Requests are validated the way the real APIs validate them (the rules our code could break), and a
 violation is answered with the provider's 400 error, so a test fails when the real API would refuse.
+
+Replies of real length at a real pace: `Reply.streamed(text, tokens_per_s=50, first_token_s=0.3)`
+streams one word per content frame. For many concurrent conversations, set `server.responder` (called
+for every request the script queue does not answer) to choose each reply from the request itself.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -74,10 +80,31 @@ class Reply:
     abort: bool = True  # how a cut ends: reset the connection, or end the body cleanly
     error_after: int | None = None  # send an in-stream error frame after this many content frames
     send_usage: bool = True  # openai: send the usage chunk when the request asks for it
+    first_delay_s: float | None = None  # sleep before the first content frame instead of `delay_s`
 
     @staticmethod
     def text(text: str, chunks: int = 1, *, usage: Usage | None = None, delay_s: float = 0.0) -> Reply:
         return Reply(text_chunks=split(text, chunks), usage=usage or Usage(), delay_s=delay_s)
+
+    @staticmethod
+    def streamed(
+        text: str,
+        *,
+        tokens_per_s: float = 50.0,
+        first_token_s: float = 0.3,
+        usage: Usage | None = None,
+    ) -> Reply:
+        """`text` streamed one word (with the space before it) per content frame: the first after
+        `first_token_s`, the rest at `tokens_per_s` (a real model's pace)."""
+        words = text.split(" ")
+        chunks = tuple(word if i == 0 else " " + word for i, word in enumerate(words))
+        counted = usage or Usage(output=len(chunks))
+        return Reply(
+            text_chunks=chunks,
+            usage=counted,
+            delay_s=1.0 / tokens_per_s if tokens_per_s > 0 else 0.0,
+            first_delay_s=first_token_s,
+        )
 
     @staticmethod
     def tool_calls(*calls: tuple[Any, ...], usage: Usage | None = None, delay_s: float = 0.0) -> Reply:
@@ -133,6 +160,10 @@ class Reply:
         return replace(self, **changes)
 
 
+# Picks the reply to one request (provider, parsed JSON body); None: the default echo.
+Responder = Callable[[ProviderName, Any], Reply | None]
+
+
 @dataclass(frozen=True)
 class RecordedRequest:
     path: str
@@ -150,6 +181,10 @@ class FakeLLMServer:
         self.unknown_models: set[str] = set()  # answered with 404 not_found
         self.api_keys: set[str] | None = None  # None: any key is accepted; else others get a 401
         self.port = 0
+        self.responder: Responder | None = None  # replies to requests the script queue does not answer
+        self.streaming = 0  # response bodies being written now
+        self.finished: list[tuple[Any, Reply]] = []  # (request body, reply) of streams written to the end
+        self.last_activity = 0.0  # time.monotonic() of the last request or frame written
         self._queues: dict[str, deque[Reply]] = {"anthropic": deque(), "openai": deque()}
         self._runner: web.AppRunner | None = None
 
@@ -192,23 +227,27 @@ class FakeLLMServer:
             body = None
         headers = {k.lower(): v for k, v in request.headers.items()}
         self.requests.append(RecordedRequest(request.path, headers, body))
+        self.last_activity = time.monotonic()
         return body
 
-    def _next(self, provider: ProviderName, echo: str) -> Reply:
+    def _next(self, provider: ProviderName, echo: str, body: Any = None) -> Reply:
         queue = self._queues[provider]
-        return queue.popleft() if queue else Reply.text(f"echo: {echo}", chunks=2)
+        if queue:
+            return queue.popleft()
+        chosen = self.responder(provider, body) if self.responder is not None else None
+        return chosen if chosen is not None else Reply.text(f"echo: {echo}", chunks=2)
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         problem = check_anthropic(request.headers, body, self.api_keys, self.unknown_models)
         if problem is not None:
             return web.json_response(anthropic_error_body(problem[1], problem[2]), status=problem[0])
-        reply = self._next("anthropic", last_user_text_anthropic(body))
+        reply = self._next("anthropic", last_user_text_anthropic(body), body)
         if reply.status != 200:
             error_type = reply.error_type or _ANTHROPIC_TYPES.get(reply.status, "api_error")
             payload = anthropic_error_body(error_type, reply.error_message)
             return web.json_response(payload, status=reply.status, headers=dict(reply.headers))
-        return await self._stream(request, anthropic_frames(reply, body["model"]), reply)
+        return await self._stream(request, anthropic_frames(reply, body["model"]), reply, body)
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -216,31 +255,41 @@ class FakeLLMServer:
         if problem is not None:
             status, code, message = problem
             return web.json_response(openai_error_body(message, code=code, status=status), status=status)
-        reply = self._next("openai", last_user_text_openai(body))
+        reply = self._next("openai", last_user_text_openai(body), body)
         if reply.status != 200:
             status = 503 if reply.status == 529 else reply.status
             payload = openai_error_body(reply.error_message, code=reply.error_type, status=status)
             return web.json_response(payload, status=status, headers=dict(reply.headers))
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return await self._stream(request, openai_frames(reply, body["model"], include_usage), reply)
+        return await self._stream(request, openai_frames(reply, body["model"], include_usage), reply, body)
 
-    async def _stream(self, request: web.Request, frames: list[Frame], reply: Reply) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, frames: list[Frame], reply: Reply, body: Any = None
+    ) -> web.StreamResponse:
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
         await response.prepare(request)
         sent = 0
+        self.streaming += 1
         try:
             for payload, is_content in frames:
                 if is_content and sent == reply.cut_after:
                     return _cut(request, response, reply.abort)
-                if is_content and reply.delay_s:
-                    await asyncio.sleep(reply.delay_s)
+                first = sent == 0 and reply.first_delay_s is not None
+                delay = reply.first_delay_s if first else reply.delay_s
+                if is_content and delay:
+                    await asyncio.sleep(delay)
                 await response.write(payload)
+                self.last_activity = time.monotonic()
                 sent += is_content
             await response.write_eof()
+            self.finished.append((body, reply))
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away (a cancelled stream): nothing left to do
+        finally:
+            self.streaming -= 1
+            self.last_activity = time.monotonic()
         return response
 
 

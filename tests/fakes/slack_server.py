@@ -9,6 +9,10 @@ fails when real Slack would refuse what the adapter sends. Every call is recorde
     event = slack.user_message("C1", "<@U0BOT> hi")          # a message a person posted
     await slack.push_event(mention(event))                     # over the Socket Mode websocket
     await slack.wait_for(lambda: slack.calls_to("chat.stopStream"))
+
+Benchmarks can also make calls misbehave for a while: `storm(methods, seconds)` answers every call of
+those methods 429 + Retry-After until the time is up, and `hold` (a predicate on method and arguments)
+makes a matching call hang without effect until `release_held()` (a bot killed while waiting on it).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import itertools
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -78,8 +82,15 @@ class Message:
 class Failure:
     error: str
     status: int
-    retry_after: int
+    retry_after: float
     times: int
+
+
+@dataclass
+class Storm:
+    methods: frozenset[str]
+    until: float  # time.monotonic()
+    retry_after: float
 
 
 class Bucket:
@@ -116,12 +127,18 @@ class FakeSlack(FileUploads):
         self.calls: list[Call] = []
         self.messages: dict[str, Message] = {}  # "channel:ts" -> message
         self.ephemerals: list[dict[str, Any]] = []
+        self.deleted: list[Message] = []
         self.responses: list[dict[str, Any]] = []  # posts to response_url
         self.acks: list[dict[str, Any]] = []
         self.rate_limited = 0
         self.stream_ttl_s = stream_ttl_s
         self.connections = 0
         self._failures: dict[str, list[Failure]] = {}
+        self._storms: list[Storm] = []
+        # Calls matching `hold` hang without effect until `release_held()`; `held` records them.
+        self.hold: Callable[[str, Mapping[str, Any]], bool] | None = None
+        self.held: list[Call] = []
+        self._released = asyncio.Event()
         self._limits: dict[str, tuple[float, float, str]] = {}
         self._buckets: dict[str, Bucket] = {}
         self._ts = itertools.count(1)
@@ -166,11 +183,22 @@ class FakeSlack(FileUploads):
         error: str = "ratelimited",
         *,
         status: int = 200,
-        retry_after: int = 0,
+        retry_after: float = 0,
         times: int = 1,
     ) -> None:
-        """The next `times` calls of `method` fail (status 429 sends Retry-After)."""
+        """The next `times` calls of `method` fail: Slack's `{"ok": false, "error": ...}` with HTTP
+        `status` (429 sends Retry-After: `retry_after` seconds, which may be fractional for quick tests;
+        500 and the like are server errors)."""
         self._failures.setdefault(method, []).append(Failure(error, status, retry_after, times))
+
+    def storm(self, methods: Iterable[str], seconds: float, *, retry_after: float = 1.0) -> None:
+        """For the next `seconds`, every call of `methods` is answered 429 `ratelimited` with
+        Retry-After: `retry_after` (counted in `rate_limited`)."""
+        self._storms.append(Storm(frozenset(methods), time.monotonic() + seconds, retry_after))
+
+    def release_held(self) -> None:
+        """Let every held call (and any later one) fail with a 503, still without effect."""
+        self._released.set()
 
     def rate_limit(self, method: str, per_second: float, burst: float, scope: str = "workspace") -> None:
         """Enforce a token bucket on `method` per workspace, channel or message ("ts")."""
@@ -354,8 +382,13 @@ class FakeSlack(FileUploads):
         token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
         try:
             self._check_token(method, token)
+            self._stormed(method)
             self._throttle(method, args)
             self._scripted(method)
+            if self.hold is not None and self.hold(method, args):
+                self.held.append(call)
+                await self._released.wait()
+                raise SlackError("service_unavailable", status=503)
             handler = getattr(self, "_m_" + method.replace(".", "_"), None)
             if handler is None:
                 raise SlackError("unknown_method")
@@ -391,6 +424,16 @@ class FakeSlack(FileUploads):
         wait = self._buckets.setdefault(key, Bucket(rate, burst)).take()
         if wait:
             raise SlackError("ratelimited", status=429, retry_after=max(1, round(wait)))
+
+    def _stormed(self, method: str) -> None:
+        now = time.monotonic()
+        for storm in self._storms:
+            if method in storm.methods and now < storm.until:
+                wait = storm.retry_after
+                # Slack sends whole seconds: "1", not "1.0"
+                raise SlackError(
+                    "ratelimited", status=429, retry_after=int(wait) if wait.is_integer() else wait
+                )
 
     def _scripted(self, method: str) -> None:
         queue = self._failures.get(method)
@@ -442,9 +485,21 @@ class FakeSlack(FileUploads):
         message = self._message(_required(args, "channel", "channel_not_found"), _required(args, "ts"))
         if not message.bot:
             raise SlackError("cant_update_message")
+        if message.streaming and time.monotonic() - message.stream_started <= self.stream_ttl_s:
+            raise SlackError("cant_update_message")  # a stream is stopped before it is rewritten
+        message.streaming = False
         message.text, message.blocks = check_content(args), check_blocks(args.get("blocks"))
         message.edits += 1
         return {"channel": message.channel, "ts": message.ts, "text": message.text}
+
+    def _m_chat_delete(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        channel = _required(args, "channel", "channel_not_found")
+        message = self._message(channel, _required(args, "ts"))
+        if not message.bot:
+            raise SlackError("cant_delete_message")
+        del self.messages[f"{channel}:{message.ts}"]
+        self.deleted.append(message)
+        return {"channel": channel, "ts": message.ts}
 
     def _m_chat_postEphemeral(self, args: Mapping[str, Any]) -> dict[str, Any]:
         _required(args, "channel", "channel_not_found")
@@ -542,7 +597,9 @@ class FakeSlack(FileUploads):
     def answer_text(self, channel: str, thread_ts: str) -> str:
         return "".join(m.text for m in self.answer_messages(channel, thread_ts))
 
-    async def wait_for(self, predicate: Callable[[], Any], within: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 60.0) -> Any:
+        """Poll until `predicate()` holds; `within` only stops a hung test (it is no assert on speed,
+        so it is generous: a loaded CI machine must not fail a correct test)."""
         deadline = time.monotonic() + within
         while True:
             value = predicate()

@@ -17,7 +17,7 @@ TASK_STATUSES = {"pending", "in_progress", "complete", "error"}
 
 
 class SlackError(Exception):
-    def __init__(self, error: str, status: int = 200, retry_after: int = 0) -> None:
+    def __init__(self, error: str, status: int = 200, retry_after: float = 0) -> None:
         super().__init__(error)
         self.error, self.status, self.retry_after = error, status, retry_after
 

@@ -5,9 +5,16 @@ for the methods the adapter uses (required fields, chats, reply targets, forum t
 parsing, the 4,096-character limit, draft rules), answers with the real error shapes
 (`{"ok": false, "error_code": 400, "description": "Bad Request: ..."}`, 429 with
 `parameters.retry_after`), and records every call. Updates reach the bot by long polling (getUpdates)
-or, once setWebhook was called, by POSTing them to the webhook with the secret token header.
+or, once setWebhook was called, by POSTing them to the webhook with the secret token header. Like
+Telegram, the fake forgets an update once it is confirmed (a getUpdates with a higher offset, or a 2xx
+answer to its webhook delivery); `on_confirm` hears about it at that moment, `polls` records the
+offset of every getUpdates call and `served` the update ids each one returned.
 
     fake.script_failure("editMessageText", retry_after=1)       # the next edit gets a 429
+    fake.script_failure("sendMessage", retry_after=1, times=5)  # a 429 storm: the next five sends
+    fake.script_failure("sendMessage", status=500)              # a server error
+    fake.script_failure("sendMessage", drop=True)               # the connection drops, no answer
+    fake.stall("sendMessage")                                   # sends hang and never take effect
     fake.channel(-1009876543210, username="team_news")          # a channel the bot can post to
     mid = fake.user_says(fake.private_chat(42), "hello")        # an incoming message
     await fake.wait_for(lambda: fake.bot_messages(42))          # wait until the bot answered
@@ -23,7 +30,7 @@ import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,9 +137,22 @@ class BotMessage:
 @dataclass
 class Failure:
     method: str
-    retry_after: int | None  # 429 with this retry_after; None: a 400 with `description`
+    retry_after: float | None  # 429 with this retry_after; None: `status` with `description`
     description: str
     after: int  # let this many matching calls through first
+    times: int = 1  # fail this many matching calls in a row
+    status: int = 400
+    drop: bool = False  # close the connection without an answer (the call takes no effect)
+
+
+@dataclass
+class Poll:
+    offset: int | None  # the getUpdates call's offset (None: not given)
+    at: float
+
+
+class DropConnection(Exception):
+    """Raised by a method handler: the fake closes the connection without answering."""
 
 
 @dataclass
@@ -173,6 +193,7 @@ class FakeTelegram:
         self.known_messages: dict[int, set[int]] = {}
         self.messages: dict[tuple[int, int], BotMessage] = {}
         self.drafts: list[tuple[int, int, str]] = []  # (chat, draft id, visible text)
+        self.deleted: list[BotMessage] = []  # deleteMessage took these away
         self.commands: list[dict[str, Any]] = []
         self.files = FileStore()  # what users sent: getFile and /file/bot<token>/<file_path>
         self.webhook: dict[str, Any] | None = None
@@ -181,7 +202,15 @@ class FakeTelegram:
         self.port = 0
         self._failures: list[Failure] = []
         self._by_chat: dict[int, list[BotMessage]] = {}
-        self._blocked: dict[tuple[str, Any], float] = {}  # (method, chat) -> refused until
+        self._blocked: dict[tuple[str, Any], tuple[float, bool]] = {}  # (method, chat) -> until, whole s
+        self.polls: list[Poll] = []  # every getUpdates call, as it arrived
+        self.served: list[list[int]] = []  # the update ids each non-empty getUpdates answer returned
+        # Called (and awaited) when updates are confirmed, with those updates, before Telegram would
+        # forget them: by a getUpdates offset (before that call waits) or a webhook delivery's 2xx.
+        self.on_confirm: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+        self.after_served: Callable[[list[int]], None] | None = None  # a batch's answer was written
+        self.stalled: set[str] = set()  # methods whose calls hang and never take effect
+        self.missing: set[str] = set()  # methods this server does not know (an older Bot API): 404
         self._pending: deque[dict[str, Any]] = deque()
         self._arrived = asyncio.Event()
         self._next_update = 100_000
@@ -336,11 +365,32 @@ class FakeTelegram:
         self._pending.append(update)
         self._arrived.set()
 
+    def push_raw(self, payload: dict[str, Any]) -> int:
+        """Queue an update with any content (e.g. one python-telegram-bot cannot parse); its update_id."""
+        self._next_update += 1
+        self.push({"update_id": self._next_update, **payload})
+        return self._next_update
+
     def script_failure(
-        self, method: str, *, retry_after: int | None = 1, description: str = "", after: int = 0
+        self,
+        method: str,
+        *,
+        retry_after: float | None = 1,
+        description: str = "",
+        after: int = 0,
+        times: int = 1,
+        status: int = 400,
+        drop: bool = False,
     ) -> None:
-        """The next `method` call (after `after` successful ones) fails: 429 with retry_after, or 400."""
-        self._failures.append(Failure(method, retry_after, description, after))
+        """The next `times` `method` calls (after `after` successful ones) fail: a 429 with retry_after
+        (Telegram sends whole seconds; a fraction keeps a test fast), else `status` with `description`
+        (400 Bad Request, 403, 500, ...), or with `drop` the connection closes without an answer.
+        After a 429 the chat's calls of that kind are refused until the wait is over, as Telegram does."""
+        self._failures.append(Failure(method, retry_after, description, after, times, status, drop))
+
+    def stall(self, *methods: str) -> None:
+        """Calls to `methods` hang until the client gives up, and never take effect (undo: `stalled`)."""
+        self.stalled.update(methods)
 
     def calls_to(self, method: str) -> list[Call]:
         return [c for c in self.calls if c.method == method]
@@ -363,13 +413,30 @@ class FakeTelegram:
 
     # --- the bot's side: HTTP dispatch ------------------------------------------------------------
 
-    async def _dispatch(self, request: web.Request) -> web.Response:
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         method = request.match_info["method"]
         params = await _read_params(request)
-        status, body = await self._answer(request.match_info["token"], method, params)
+        if method in self.stalled:
+            self.calls.append(Call(method, params, 0, time.monotonic()))
+            await asyncio.Event().wait()  # until the client gives up or the fake stops
+        try:
+            status, body = await self._answer(request.match_info["token"], method, params)
+        except DropConnection:
+            self.calls.append(Call(method, params, 0, time.monotonic()))
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)  # never written: the connection is gone
         if method != "getUpdates" or body.get("result"):
             self.calls.append(Call(method, params, status, time.monotonic()))
-        return web.json_response(body, status=status)
+        response = web.json_response(body, status=status)
+        if method == "getUpdates" and body.get("result"):
+            ids = [update["update_id"] for update in body["result"] if isinstance(update, dict)]
+            self.served.append(ids)
+            if self.after_served is not None:
+                await response.prepare(request)
+                await response.write_eof()
+                self.after_served(ids)
+        return response
 
     async def _serve_file(self, request: web.Request) -> web.Response:
         """A file download, as https://api.telegram.org/file/bot<token>/<file_path> serves it."""
@@ -385,7 +452,7 @@ class FakeTelegram:
     async def _answer(self, token: str, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if token != self.token:
             return 401, {"ok": False, "error_code": 401, "description": "Unauthorized"}
-        handler = getattr(self, f"_m_{method}", None)
+        handler = getattr(self, f"_m_{method}", None) if method not in self.missing else None
         if handler is None:
             return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
         try:
@@ -404,16 +471,24 @@ class FakeTelegram:
             if failure.after > 0:
                 failure.after -= 1
                 return
-            self._failures.remove(failure)
+            failure.times -= 1
+            if failure.times <= 0:
+                self._failures.remove(failure)
+            if failure.drop:
+                raise DropConnection
             if failure.retry_after is None:
-                raise bad_request(failure.description or "scripted failure")
+                if failure.status == 400:
+                    raise bad_request(failure.description or "scripted failure")
+                raise ApiError(failure.status, failure.description or "Internal Server Error")
             # Like Telegram, keep refusing this chat's calls of that kind until the wait is over.
             key = (method, params.get("chat_id"))
-            self._blocked[key] = time.monotonic() + failure.retry_after
+            whole = float(failure.retry_after).is_integer()
+            self._blocked[key] = (time.monotonic() + failure.retry_after, whole)
             raise _too_many(failure.retry_after)
-        until = self._blocked.get((method, params.get("chat_id")), 0.0)
-        if time.monotonic() < until:
-            raise _too_many(max(1, math.ceil(until - time.monotonic())))
+        until, whole = self._blocked.get((method, params.get("chat_id")), (0.0, True))
+        left = until - time.monotonic()
+        if left > 0:
+            raise _too_many(max(1, math.ceil(left)) if whole else round(left, 3))
         if self.flood is not None and method in ("sendMessage", "editMessageText"):
             self._check_flood(params)
 
@@ -463,13 +538,18 @@ class FakeTelegram:
         return {"url": url, "has_custom_certificate": False, "pending_update_count": len(self._pending)}
 
     async def _m_getUpdates(self, params: dict[str, Any]) -> Any:
+        given = params.get("offset")
+        self.polls.append(Poll(None if given is None else _int(given), time.monotonic()))
         if self.webhook is not None:
             raise ApiError(
                 409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook"
             )
         offset = _int(params.get("offset", 0))
+        confirmed = []
         while self._pending and self._pending[0]["update_id"] < offset:
-            self._pending.popleft()  # confirmed by the offset
+            confirmed.append(self._pending.popleft())  # confirmed by the offset
+        if confirmed and self.on_confirm is not None:
+            await self.on_confirm(confirmed)
         if not self._pending:
             self._arrived.clear()
             timeout = float(params.get("timeout", 0) or 0)
@@ -553,6 +633,15 @@ class FakeTelegram:
         self.messages[(chat["id"], message_id)] = message
         self._by_chat.setdefault(chat["id"], []).append(message)
         return self._message_json(chat["id"], message_id)
+
+    async def _m_deleteMessage(self, params: dict[str, Any]) -> Any:
+        chat = self._chat(params)
+        message = self.messages.pop((chat["id"], _int(params.get("message_id"))), None)
+        if message is None:
+            raise bad_request("message to delete not found")
+        self._by_chat[chat["id"]].remove(message)
+        self.deleted.append(message)
+        return True
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)
@@ -654,13 +743,15 @@ class FakeTelegram:
                     self.deliveries.append(0)
                     ok = False
                 if ok:
-                    self._pending.popleft()
+                    confirmed = self._pending.popleft()
+                    if self.on_confirm is not None:
+                        await self.on_confirm([confirmed])
                 else:
                     await asyncio.sleep(0.05)
             self._arrived.clear()
 
 
-def _too_many(retry_after: int) -> ApiError:
+def _too_many(retry_after: float) -> ApiError:
     return ApiError(429, f"Too Many Requests: retry after {retry_after}", {"retry_after": retry_after})
 
 

@@ -198,10 +198,23 @@ _LINKS: tuple[str, ...] = (
     """,
 )
 
+_DELIVERY: tuple[str, ...] = (
+    # Adding columns with constant defaults rewrites no rows (PostgreSQL 11+): fast on any history.
+    "ALTER TABLE turns ADD COLUMN reply_address TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN is_dm BOOLEAN NOT NULL DEFAULT false,"
+    " ADD COLUMN sender_name TEXT NOT NULL DEFAULT '',"
+    " ADD COLUMN answer TEXT,"
+    " ADD COLUMN delivered_at DOUBLE PRECISION",
+    "CREATE INDEX turns_undelivered ON turns (platform, id)"
+    " WHERE answer IS NOT NULL AND delivered_at IS NULL",
+)
+
 # The same versions and names as SQLite's (defined there once), with PostgreSQL's statements.
 MIGRATIONS: Final[tuple[Migration, ...]] = tuple(
     Migration(sqlite.version, sqlite.name, statements)
-    for sqlite, statements in zip(SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS), strict=True)
+    for sqlite, statements in zip(
+        SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS, _DELIVERY), strict=True
+    )
 )
 
 # Advisory lock keys (two-int form: class, key). The classes keep this app's locks apart from anyone

@@ -59,14 +59,15 @@ _OPEN_SESSION_HEAD = (
     " (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id AND m.compacted = 0)"
     " FROM sessions s WHERE conversation_key = $1 AND closed_at IS NULL"
 )
-# Messages (and optionally their turn's status) in one statement. `locked` takes the session row first
-# (the scalar subquery runs before any row is inserted), so appends to one session queue there: each
-# append's ids are consecutive and id order is commit order (identity values are handed out per row, so
-# two concurrent inserts would interleave). When a turn is named but missing, nothing is inserted.
+# Messages (and optionally their turn's status and answer) in one statement. `locked` takes the session
+# row first (the scalar subquery runs before any row is inserted), so appends to one session queue there:
+# each append's ids are consecutive and id order is commit order (identity values are handed out per row,
+# so two concurrent inserts would interleave). When a turn is named but missing, nothing is inserted.
 _APPEND = """
 WITH locked AS (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE),
 turn AS (
-    UPDATE turns SET status = $6, updated_at = $5 WHERE id = $7::BIGINT RETURNING id
+    UPDATE turns SET status = $6, updated_at = $5, answer = COALESCE($8::TEXT, answer)
+    WHERE id = $7::BIGINT RETURNING id
 ),
 added AS (
     INSERT INTO messages (session_id, role, content, tokens, created_at)
@@ -79,21 +80,60 @@ added AS (
 SELECT ARRAY(SELECT id FROM added ORDER BY id), (SELECT COUNT(*) FROM turn)
 """
 _SET_TURN_STATUS = "UPDATE turns SET status = $1, updated_at = $2 WHERE id = $3"
+_SET_TURN_ANSWER = "UPDATE turns SET status = $1, updated_at = $2, answer = $3 WHERE id = $4"
+# Idempotent: a second delivery report keeps the first time.
+_MARK_DELIVERED = "UPDATE turns SET delivered_at = COALESCE(delivered_at, $1) WHERE id = $2"
 _INSERT_TURN = (
     "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
     " sender_id, text, event_id, status, created_at, updated_at, owner)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id"
 )
-# Take over the unfinished turns of replicas that are gone. SKIP LOCKED: two replicas sweeping at once
-# split the turns between them instead of both taking each.
-_ADOPT_TURNS = f"""
+# Claim the event, find or open the conversation's session and store the turn: one statement, so one
+# round trip and atomic by itself. Nothing but the claim attempt happens when the event was already
+# claimed (every later step needs a row from `claimed`). The session comes from this statement's
+# snapshot when it is open there; otherwise it is inserted, and if another replica opened it meanwhile
+# (not in our snapshot) the no-op DO UPDATE hands back that replica's row instead (READ COMMITTED
+# locks and returns a conflicting row even when the snapshot cannot see it).
+_ADMIT_TURN = """
+WITH claimed AS (
+    INSERT INTO events_seen (platform, event_id, seen_at) VALUES ($2, $8, $9)
+    ON CONFLICT DO NOTHING RETURNING 1
+),
+found AS (
+    SELECT id FROM sessions
+    WHERE conversation_key = $1 AND closed_at IS NULL AND EXISTS (SELECT 1 FROM claimed)
+),
+opened AS (
+    INSERT INTO sessions (conversation_key, platform, workspace, channel, thread, created_at)
+    SELECT $1, $2, $3, $4, $5, $9 WHERE EXISTS (SELECT 1 FROM claimed) AND NOT EXISTS (SELECT 1 FROM found)
+    ON CONFLICT (conversation_key) WHERE closed_at IS NULL DO UPDATE SET model = sessions.model
+    RETURNING id
+),
+session AS (SELECT id FROM found UNION ALL SELECT id FROM opened),
+turn AS (
+    INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread, sender_id, text,
+        event_id, status, created_at, updated_at, owner, reply_address, is_dm, sender_name)
+    SELECT id, $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10, $11, $12, $13 FROM session
+    RETURNING id, session_id
+)
+SELECT id, session_id FROM turn
+"""
+# Take over the turns of replicas that are gone. SKIP LOCKED: two replicas sweeping at once split the
+# turns between them instead of both taking each.
+_ADOPT = f"""
 UPDATE turns SET owner = $1 WHERE id IN (
     SELECT t.id FROM turns t
-    WHERE t.status IN ('pending', 'running') AND t.owner <> $1 AND ($2::TEXT IS NULL OR t.platform = $2)
-      AND NOT {OWNER_ALIVE_SQL}
+    WHERE {{where}} AND t.owner <> $1 AND NOT {OWNER_ALIVE_SQL}
     FOR UPDATE SKIP LOCKED
 ) RETURNING {TURN_COLUMNS}
 """
+_ADOPT_TURNS = _ADOPT.format(
+    where="t.status IN ('pending', 'running') AND ($2::TEXT IS NULL OR t.platform = $2)"
+)
+# Finished turns whose answer never reached the platform; the first two terms are the partial index's.
+_ADOPT_UNDELIVERED = _ADOPT.format(
+    where="t.answer IS NOT NULL AND t.delivered_at IS NULL AND t.platform = $2 AND t.created_at >= $3"
+)
 _INSERT_USAGE = (
     "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
     " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
@@ -254,16 +294,19 @@ class PostgresStore:
         *,
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
+        answer: str | None = None,
     ) -> list[int]:
         if (turn_id is None) != (turn_status is None):
             raise ValueError("turn_id and turn_status must be given together")
+        if answer is not None and turn_id is None:
+            raise ValueError("an answer needs the turn_id (and turn_status) it belongs to")
         # Serialise before touching the database: a bad message fails fast and holds nothing.
         roles = [m.role for m, _ in messages]
         contents = [message_to_json(m) for m, _ in messages]
         tokens = [t for _, t in messages]
         now = time.time()
         # One statement, so one round trip and atomic by itself.
-        params = (session_id, roles, contents, tokens, now, turn_status, turn_id)
+        params = (session_id, roles, contents, tokens, now, turn_status, turn_id, answer)
         row = await self._db().fetchrow(_APPEND, *params)
         assert row is not None  # the final SELECT always yields one row
         if turn_id is not None and row[1] != 1:
@@ -302,8 +345,41 @@ class PostgresStore:
             int(turn_id), session_id, ref, sender_id, text, event_id, "pending", from_epoch(now)
         )
 
+    async def admit_turn(
+        self,
+        ref: ConversationRef,
+        sender_id: str,
+        text: str,
+        event_id: str,
+        *,
+        reply_address: str = "",
+        is_dm: bool = False,
+        sender_name: str = "",
+    ) -> TurnRecord | None:
+        now = time.time()
+        row = await self._db().fetchrow(
+            _ADMIT_TURN,
+            *(ref.key, *ref_parts(ref), sender_id, text, event_id, now, self.owner),
+            *(reply_address, is_dm, sender_name),
+        )
+        if row is None:
+            return None  # already claimed: a redelivery, or another replica got it first
+        return TurnRecord(
+            *(int(row[0]), int(row[1]), ref, sender_id, text, event_id, "pending", from_epoch(now)),
+            reply_address=reply_address,
+            is_dm=is_dm,
+            sender_name=sender_name,
+        )
+
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
         _expect_one(await self._db().execute(_SET_TURN_STATUS, status, time.time(), turn_id), "turn", turn_id)
+
+    async def set_turn_answer(self, turn_id: int, status: TurnStatus, answer: str) -> None:
+        status_line = await self._db().execute(_SET_TURN_ANSWER, status, time.time(), answer, turn_id)
+        _expect_one(status_line, "turn", turn_id)
+
+    async def mark_delivered(self, turn_id: int) -> None:
+        _expect_one(await self._db().execute(_MARK_DELIVERED, time.time(), turn_id), "turn", turn_id)
 
     async def get_turn(self, turn_id: int) -> TurnRecord | None:
         row = await self._db().fetchrow(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = $1", turn_id)
@@ -311,6 +387,10 @@ class PostgresStore:
 
     async def unfinished_turns(self, platform: str | None = None) -> list[TurnRecord]:
         rows = await self._db().fetch(_ADOPT_TURNS, self.owner, platform)
+        return sorted((turn_from_row(row) for row in rows), key=lambda turn: turn.id)
+
+    async def undelivered_turns(self, platform: str, since: datetime) -> list[TurnRecord]:
+        rows = await self._db().fetch(_ADOPT_UNDELIVERED, self.owner, platform, to_epoch(since))
         return sorted((turn_from_row(row) for row in rows), key=lambda turn: turn.id)
 
     async def request_stop(self, key: str) -> bool:

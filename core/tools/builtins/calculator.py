@@ -181,5 +181,10 @@ async def _handler(args: dict[str, Any], ctx: ToolContext) -> str:
 
 def calculator_tool() -> Tool:
     return Tool(
-        name="calculator", description=_DESCRIPTION, input_schema=_SCHEMA, handler=_handler, timeout_s=5.0
+        name="calculator",
+        description=_DESCRIPTION,
+        input_schema=_SCHEMA,
+        handler=_handler,
+        timeout_s=5.0,
+        read_only=True,
     )

@@ -62,5 +62,10 @@ def current_time_tool(now: Callable[[], datetime] = lambda: datetime.now(UTC)) -
         )
 
     return Tool(
-        name="current_time", description=_DESCRIPTION, input_schema=_SCHEMA, handler=handler, timeout_s=5.0
+        name="current_time",
+        description=_DESCRIPTION,
+        input_schema=_SCHEMA,
+        handler=handler,
+        timeout_s=5.0,
+        read_only=True,
     )

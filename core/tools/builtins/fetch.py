@@ -213,4 +213,5 @@ def fetch_url_tool(settings: FetchSettings) -> Tool:
         input_schema=_SCHEMA,
         handler=handler,
         timeout_s=settings.timeout_s + 5.0,
+        read_only=True,  # a GET; the network guard refuses private addresses
     )

@@ -1,0 +1,165 @@
+"""The console's reply surface: the answer streams to stdout, everything else goes to stderr.
+
+A terminal cannot edit what it printed, so the answer is a native stream that only ever appends; a
+restarted model step (the provider's stream was cut) is said on stderr and the answer starts again.
+Piping stdout keeps just the answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TextIO
+
+from core.events import ToolFinished, ToolStarted
+from core.surface import AnswerStream, Capabilities, Note
+
+_RESULT_PREVIEW = 160
+_NOTE_MARKS = {"info": "…", "failure": "!", "stopped": "!", "footer": "·"}
+
+CAPABILITIES = Capabilities(max_message_chars=1_000_000, edit_interval_s=0.0, native_stream=True)
+
+
+def summarize_arguments(arguments: dict[str, object], limit: int = 80) -> str:
+    text = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def preview(text: str, limit: int = _RESULT_PREVIEW) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def started_line(event: ToolStarted) -> str:
+    return f"⚙ {event.name}({summarize_arguments(event.arguments)})"
+
+
+def finished_line(event: ToolFinished) -> str:
+    mark = "✗" if event.is_error else "✓"
+    return f"{mark} {event.name} ({event.duration_s:.2f}s): {preview(event.output)}"
+
+
+class Terminal:
+    """stdout and stderr sharing one screen: notes never cut into a line of the answer."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, *, interactive: bool) -> None:
+        self._out, self._err = stdout, stderr
+        self._interactive = interactive
+        self.at_line_start = True
+        self._after_note = False
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        if self._after_note:
+            text = self._after_notes(text)
+        self._out.write(text)
+        self._out.flush()
+        self.at_line_start = text.endswith("\n")
+        self._after_note = False
+
+    def _after_notes(self, text: str) -> str:
+        """Between steps the core sends a blank line; after note lines one line break is enough."""
+        stripped = text.lstrip("\n")
+        if stripped == text:
+            return text
+        return stripped if self.at_line_start else "\n" + stripped
+
+    def end_line(self) -> None:
+        if not self.at_line_start:
+            self._out.write("\n")
+            self._out.flush()
+            self.at_line_start = True
+
+    def note(self, text: str) -> None:
+        if self._interactive:
+            self.end_line()
+        self._out.flush()
+        self._err.write(text + "\n")
+        self._err.flush()
+        self._after_note = True
+
+
+class ConsoleStream:
+    """`AnswerStream` on a terminal: prints what is new; tool calls and notices as lines on stderr."""
+
+    def __init__(self, terminal: Terminal) -> None:
+        self._terminal = terminal
+        self._shown = ""
+        self._status = ""
+
+    async def show(self, text: str, status: str) -> None:
+        if status and status != self._status:
+            self._terminal.note(status)
+        self._status = status
+        if text.startswith(self._shown):
+            self._terminal.write(text[len(self._shown) :])
+        elif self._shown.startswith(text):
+            return  # a restarted step catching up with what is already printed: nothing new yet
+        else:  # the retry said something else; a terminal cannot take back what it printed
+            self._terminal.note("↻ the model's stream was cut; starting this part of the answer again")
+            self._terminal.write(text)
+        self._shown = text
+
+    async def tool_started(self, event: ToolStarted) -> bool:
+        self._terminal.note(started_line(event))
+        return True
+
+    async def tool_finished(self, event: ToolFinished) -> bool:
+        self._terminal.note(finished_line(event))
+        return True
+
+    async def finish(self, text: str, notes: Sequence[Note]) -> None:
+        if self._shown.startswith(text) and self._shown != text:  # the retry ended before the cut did
+            self._terminal.end_line()
+            self._terminal.note(f"↻ the answer ends at: …{text[-40:]}")
+            self._shown = text
+        await self.show(text, "")
+        self._terminal.end_line()
+        for note in notes:
+            self._terminal.note(console_note(note))
+
+
+def console_note(note: Note) -> str:
+    return f"{_NOTE_MARKS[note.kind]} {note.text}"
+
+
+class ConsoleSurface:
+    """One console conversation's replies."""
+
+    capabilities = CAPABILITIES
+
+    def __init__(self, terminal: Terminal) -> None:
+        self._terminal = terminal
+
+    async def post(self, text: str) -> str:
+        self._terminal.end_line()
+        self._terminal.write(text.rstrip("\n") + "\n")
+        return "console"
+
+    async def edit(self, message_id: str, text: str) -> None:
+        pass  # never asked: the answer streams; replies are posted whole
+
+    async def delete(self, message_id: str) -> None:
+        pass
+
+    async def private(self, text: str) -> None:
+        await self.post(text)  # a terminal has one reader
+
+    def note(self, note: Note) -> str:
+        return console_note(note)
+
+    async def typing(self) -> None:
+        pass  # typing_interval_s is None: never asked
+
+    async def set_status(self, text: str) -> None:
+        pass  # capabilities.status is False: never asked
+
+    async def post_tool(self, event: ToolStarted) -> str:
+        self._terminal.note(started_line(event))
+        return event.call_id
+
+    async def edit_tool(self, message_id: str, started: ToolStarted, event: ToolFinished) -> None:
+        self._terminal.note(finished_line(event))
+
+    async def open_stream(self) -> AnswerStream:
+        return ConsoleStream(self._terminal)
