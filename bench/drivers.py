@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from adapters.slack.client import NO_RETRY_METHODS
 from bench.harness import LAST_WORD, Shown, Turn, question_id
 from core.inbound import ConversationRef
 from tests.fakes import discord_wire
@@ -100,16 +101,7 @@ def ends_reply(text: str) -> bool:
 
 # --- Slack -------------------------------------------------------------------------------------------
 
-SLACK_REPLY_METHODS = (
-    "chat.postMessage",
-    "chat.update",
-    "chat.delete",
-    "chat.postEphemeral",
-    "chat.startStream",
-    "chat.appendStream",
-    "chat.stopStream",
-    "assistant.threads.setStatus",
-)
+SLACK_REPLY_METHODS = tuple(sorted(NO_RETRY_METHODS))  # the calls that show a reply
 
 
 class SlackDriver:

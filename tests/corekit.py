@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,15 @@ def message(
 
 async def collect(router: Router, text: str, **kwargs: Any) -> list[AgentEvent]:
     return [event async for event in router.handle(message(text, **kwargs))]
+
+
+async def eventually(condition: Callable[[], Any], guard_s: float = 30.0) -> None:
+    """Poll `condition` until it holds; `guard_s` only stops a hung test (it is no assert on speed)."""
+    for _ in range(max(1, int(guard_s / 0.01))):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"condition not met within {guard_s}s")
 
 
 def streamed_text(events: list[AgentEvent]) -> str:

@@ -25,7 +25,7 @@ from bot.serve import register_readiness, serve
 from core.events import AgentEvent, CommandReply, TextDelta, TurnDone, TurnFailed
 from core.router import DRAINING_REPLY
 from core.storage.base import Store
-from tests.corekit import REF, collect, leftover_turns, message
+from tests.corekit import REF, collect, eventually, leftover_turns, message
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.test_serve import MemoryAdapter
 
@@ -35,14 +35,6 @@ SECRET = "sk-ant-json-secret-123456"
 async def _get(http: HttpServer, path: str) -> tuple[int, str]:
     async with aiohttp.ClientSession() as client, client.get(f"http://127.0.0.1:{http.port}{path}") as reply:
         return reply.status, await reply.text()
-
-
-async def _wait_for(condition: Callable[[], bool], timeout_s: float = 3.0) -> None:
-    for _ in range(int(timeout_s / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not met in time")
 
 
 class BrokenStore:
@@ -207,7 +199,7 @@ async def _run_serve(core: Any, stop: asyncio.Event, grace_s: float) -> asyncio.
     task = asyncio.create_task(
         serve([adapter], core.router, HttpServer("127.0.0.1", 0), stop=stop, grace_s=grace_s)
     )
-    await _wait_for(lambda: adapter.connected)
+    await eventually(lambda: adapter.connected, guard_s=3.0)
     return task
 
 
@@ -221,7 +213,7 @@ async def test_sigterm_lets_a_running_turn_finish_and_refuses_new_messages(
         events = core.router.handle(message("tell me"))
         seen = await _first_text(events)
         stop.set()
-        await _wait_for(lambda: not core.router.accepting)
+        await eventually(lambda: not core.router.accepting, guard_s=3.0)
         refused = await collect(core.router, "anyone there?")
         seen += [event async for event in events]
         await asyncio.wait_for(served, 3.0)  # returns normally: `bot run` exits 0

@@ -17,7 +17,7 @@ from bot.serve import serve
 from core.conversation import Message
 from core.inbound import ConversationRef
 from core.storage import open_store
-from tests.corekit import RecordingSurface
+from tests.corekit import RecordingSurface, eventually
 from tests.fakes.llm_server import FakeLLMServer
 
 REF = ConversationRef("memory", "w", "c1")
@@ -47,14 +47,6 @@ class MemoryAdapter:
         return [(ref, surface.texts()) for (ref, _), surface in self.surfaces.items() if surface.texts()]
 
 
-async def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    for _ in range(int(timeout_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("not shown in time")
-
-
 async def test_serve_runs_adapters_health_and_answers_what_a_crash_left(
     llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
 ) -> None:
@@ -72,7 +64,7 @@ async def test_serve_runs_adapters_health_and_answers_what_a_crash_left(
         adapter = MemoryAdapter()
         http = HttpServer("127.0.0.1", 0)
         task = asyncio.create_task(serve([adapter], core.router, http))
-        await wait_for(lambda: bool(adapter.shown()))
+        await eventually(lambda: bool(adapter.shown()))
         async with (
             aiohttp.ClientSession() as client,
             client.get(f"http://127.0.0.1:{http.port}/healthz") as reply,
@@ -105,7 +97,7 @@ async def test_replicas_finish_the_turns_of_a_replica_that_vanished(
         await other.append_messages(turn.session_id, [(Message.user("are you still there?"), 5)],
                                     turn_id=turn.id, turn_status="running")  # fmt: skip
         await other.close()
-        await wait_for(lambda: bool(adapter.shown()))
+        await eventually(lambda: bool(adapter.shown()))
         await core.router.wait_idle()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -25,7 +25,7 @@ from bot.http import HttpServer
 from core.adapter import AdapterContext
 from core.router import SurfaceFor
 from core.storage import sqlite_path_from_url
-from tests.corekit import RecordingObserver
+from tests.corekit import RecordingObserver, eventually
 from tests.discordkit import running_bot as running_discord
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.discord_wire import FLAG_EPHEMERAL
@@ -79,15 +79,6 @@ async def delivered_turns(core: Core) -> int:
     return int(row[0]) if row else 0
 
 
-async def until(condition: Callable[[], Any], guard_s: float = 30.0) -> None:
-    """Poll `condition`; `guard_s` only stops a hung test (it is no assert on speed)."""
-    for _ in range(int(guard_s / 0.02)):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the platform never showed it")
-
-
 async def until_delivered(core: Core, count: int) -> None:
     for _ in range(1500):
         if await delivered_turns(core) >= count:
@@ -117,7 +108,9 @@ class SlackDriver:
 
     async def answer(self, handle: str) -> list[str]:
         await until_delivered(self.core, self.asked)
-        await until(lambda: not any(m.streaming for m in self.fake.answer_messages(SLACK_CHANNEL, handle)))
+        await eventually(
+            lambda: not any(m.streaming for m in self.fake.answer_messages(SLACK_CHANNEL, handle))
+        )
         return [m.text for m in self.fake.answer_messages(SLACK_CHANNEL, handle)]
 
     def shows_tool(self, handle: str, name: str) -> bool:
@@ -128,7 +121,7 @@ class SlackDriver:
         return False
 
     async def private(self, handle: str) -> list[str]:
-        await until(lambda: self.fake.ephemerals)
+        await eventually(lambda: self.fake.ephemerals)
         return [e["text"] for e in self.fake.ephemerals]
 
     def public(self, handle: str) -> list[str]:
@@ -189,7 +182,7 @@ class TelegramDriver:
         return any(name in text for text in shown)
 
     async def private(self, handle: str) -> list[str]:
-        await until(lambda: len(self.fake.bot_messages(TELEGRAM_CHAT)) > int(handle))
+        await eventually(lambda: len(self.fake.bot_messages(TELEGRAM_CHAT)) > int(handle))
         return [parse_html(m.text) for m in self.fake.bot_messages(TELEGRAM_CHAT)[int(handle) :]]
 
     def public(self, handle: str) -> list[str]:
@@ -243,7 +236,7 @@ class DiscordDriver:
     async def private(self, handle: str) -> list[str]:
         """Private replies come from slash commands: the refused `/ask` of `ask_command`."""
         interaction = self.interactions[handle]
-        await until(lambda: self.fake.followups(interaction))
+        await eventually(lambda: self.fake.followups(interaction))
         return [m["content"] for m in self.fake.followups(interaction) if m["flags"] & FLAG_EPHEMERAL]
 
     async def ask_command(self, text: str) -> str:
