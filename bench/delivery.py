@@ -89,7 +89,8 @@ class Options:
     fault_rate: float = 0.2
     quiet_s: float = 1.5  # settled: this long without a platform call or model frame
     stall_s: float = 8.0  # ... or this long with some messages still unanswered (they are lost)
-    settle_limit_s: float = 120.0
+    # Long enough for Telegram's 20 messages a minute per group: 60 replies in one group need 3 minutes.
+    settle_limit_s: float = 300.0
     poll_s: float = 0.02
     keep: Path | None = None
 

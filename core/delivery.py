@@ -64,11 +64,22 @@ class ConversationPressure:
     """One conversation's view: its own rate-limit state plus its platform's. A 429 counts for the
     conversation (a per-chat or per-channel limit) unless the platform says it is bot-wide."""
 
-    def __init__(self, platform: Pressure, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        platform: Pressure,
+        clock: Callable[[], float] | None = None,
+        backlogged: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._platform = platform
         self._own = Pressure(clock)
+        self._backlogged = backlogged  # the adapter's own limiter would queue a call now
 
     def calm(self) -> bool:
+        """Optional calls may go out: no 429 wait is running and nothing would queue."""
+        return self.unthrottled() and not self._backlogged()
+
+    def unthrottled(self) -> bool:
+        """No 429 wait is running (calls that spend no message budget, like typing, may go out)."""
         return self._own.calm() and self._platform.calm()
 
     def wait_s(self) -> float:

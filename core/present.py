@@ -41,6 +41,10 @@ EMPTY_ANSWER = "The model returned an empty answer."
 LASTING_NOTICES = ("step_limit", "interrupted")  # worth a line under the answer; the rest is transient
 SHOWN_TOOLS = 3  # tool lines kept in a transient status line
 STATUS_WAIT_S = 2.0  # how long the first write waits for the initial status call to settle
+STALE_RETRY = FinalRetry(deadline_s=120.0)  # removing what a killed process left: worth a retry or two
+
+# Hears of every platform message the answer is shown in, as soon as it exists (the router stores it).
+OnShown = Callable[[str], Awaitable[None]]
 
 
 @dataclass
@@ -106,11 +110,17 @@ class Presenter:
         pressure: Pressure | None = None,
         retry: FinalRetry | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_shown: OnShown | None = None,
+        stale: Sequence[str] = (),
+        after: asyncio.Future[None] | None = None,
     ) -> None:
+        """`stale`: messages an earlier attempt at this answer was shown in (a process killed mid-way);
+        `remove_stale` deletes them once this answer has landed. `after`: done once the previous
+        answer in this conversation has been shown; the final text waits for it, to keep the order."""
         self._surface = surface
         self._caps = surface.capabilities
         # Optional calls hold back under this conversation's 429s and under the platform's bot-wide ones.
-        self._pressure = ConversationPressure(pressure or Pressure())
+        self._pressure = ConversationPressure(pressure or Pressure(), backlogged=surface.backlogged)
         self._retry = retry or FinalRetry()
         self._sleep = sleep
         self._clock = asyncio.get_running_loop().time
@@ -128,6 +138,10 @@ class Presenter:
         self._status_call: asyncio.Task[None] | None = None
         self._status_shown = False
         self._opened = False
+        self._on_shown = on_shown
+        self._recorded: set[str] = set()
+        self._stale = tuple(stale)
+        self._after = after
         self.outcome = Outcome()
 
     # --- the event loop -----------------------------------------------------------------------------
@@ -197,6 +211,7 @@ class Presenter:
         if isinstance(writer, EditWriter):
             async with self._writing:
                 await optional(writer.placeholder, "placeholder", self._pressure)
+                await self._record_shown()
 
     async def _status_settled(self) -> None:
         """Before the first visible write: a late status call must not land after (and linger under)
@@ -219,7 +234,7 @@ class Presenter:
     async def _keep_typing(self, every_s: float) -> None:
         while True:
             await self._typing.wanted.wait()
-            if self._pressure.calm():
+            if self._pressure.unthrottled():
                 try:
                     await self._surface.typing()
                 except DeliveryError as error:
@@ -297,6 +312,7 @@ class Presenter:
             await optional(lambda: writer.show(text, status), "interim update", self._pressure)
         except StreamClosed as closed:
             self._stream_closed(segment, closed)
+        await self._record_shown()
 
     def _stream_closed(self, segment: _Segment, closed: StreamClosed) -> None:
         """Continue with post + edit after the text the stream made visible."""
@@ -427,10 +443,14 @@ class Presenter:
         self._status = ""
         segment = await self._segment()
         wait = self._last_show + self._caps.edit_interval_s - self._clock()
-        if wait > 0:  # the final update keeps the cadence too (per-chat flood limits)
+        if wait > 0 and isinstance(segment.writer, EditWriter):
+            # The final edit keeps the cadence too (per-chat flood limits). A native stream ends with
+            # a call of its own (a stop, a real message after drafts) that no interim call competes with.
             await asyncio.sleep(wait)
         if empty_note and not self._text.strip() and len(self._segments) == 1:
             notes = [Note("info", EMPTY_ANSWER), *notes]
+        if self._after is not None and not self._after.done():
+            await asyncio.shield(self._after)  # the answer before this one lands first
         await self._final_sync(segment, notes)
         self.outcome.final_text = "\n\n".join(
             part for part in (self._text.strip("\n"), *(self._surface.note(n) for n in notes)) if part
@@ -441,14 +461,53 @@ class Presenter:
         """Make `segment` show its final text (and `notes`), retried until it lands; a native stream
         that closes hands the rest to post + edit."""
         async with self._writing:
-            while True:
-                finish = partial(segment.writer.finish, self._segment_text(segment), notes)
-                try:
-                    await deliver(finish, "final text", self._retry, self._pressure)
-                    return
-                except StreamClosed as closed:
-                    self._stream_closed(segment, closed)
-                    segment = self._segments[-1]
+            try:
+                while True:
+                    finish = partial(segment.writer.finish, self._segment_text(segment), notes)
+                    try:
+                        await deliver(finish, "final text", self._retry, self._pressure)
+                        return
+                    except StreamClosed as closed:
+                        self._stream_closed(segment, closed)
+                        segment = self._segments[-1]
+            finally:
+                await self._record_shown()
+
+    # --- the messages the answer is shown in ----------------------------------------------------------
+
+    def _message_ids(self) -> list[str]:
+        return [message_id for segment in self._segments for message_id in segment.writer.message_ids]
+
+    async def _record_shown(self) -> None:
+        """Report messages that appeared since the last call (a restart needs them, see `stale`)."""
+        if self._on_shown is None:
+            return
+        for message_id in self._message_ids():
+            if message_id in self._recorded:
+                continue
+            self._recorded.add(message_id)
+            try:
+                await self._on_shown(message_id)
+            except Exception:  # only costs a leftover message after a crash: never the answer
+                log.warning("could not record message %s of an answer", message_id, exc_info=True)
+
+    async def remove_stale(self) -> int:
+        """Delete the messages an earlier, killed attempt left (call once this answer has landed, so the
+        user is never left with neither); returns how many went."""
+        if not self.outcome.delivered:
+            return 0
+        current = set(self._message_ids())
+        removed = 0
+        for message_id in self._stale:
+            if message_id in current:
+                continue  # shown again in the same message (an edit): it is this answer now
+            delete = partial(self._surface.delete, message_id)
+            try:
+                await deliver(delete, "stale message", STALE_RETRY, self._pressure)
+                removed += 1
+            except DeliveryError as error:
+                log.info("could not remove message %s of an interrupted answer: %s", message_id, error)
+        return removed
 
     async def _close(self) -> None:
         self._typing_off()

@@ -12,6 +12,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from core.access import AccessPolicy
@@ -88,6 +89,7 @@ class Router:
         self.accepting = True  # False while draining for shutdown: new messages are turned away
         self._arrivals = KeyedLocks()
         self._pressure: dict[str, Pressure] = {}
+        self._showing: dict[str, asyncio.Future[None]] = {}  # conversation key -> last answer being shown
         self._observer: EventObserver | None = None
         self.links = MessageLinks(store)  # conversations of platform messages (Telegram reply chains)
 
@@ -102,11 +104,34 @@ class Router:
         marked delivered (so a restart never shows it again, and never leaves it unshown)."""
         if admission.duplicate:
             return Outcome()
-        presenter = Presenter(surface, pressure=self.pressure(admission.message.ref.platform))
-        outcome = await presenter.present(self.events(admission), working=admission.turn is not None)
-        if admission.turn is not None:
-            await self._delivered(admission.turn, outcome)
+        turn = admission.turn
+        if turn is None:  # a command's reply or a refusal: nothing to keep in order with
+            presenter = Presenter(surface, pressure=self.pressure(admission.message.ref.platform))
+            return await presenter.present(self.events(admission), working=False)
+        async with self._in_order(turn.ref.key) as previous:
+            presenter = Presenter(
+                surface,
+                pressure=self.pressure(turn.ref.platform),
+                on_shown=partial(self._store.add_shown_message, turn.id),
+                after=previous,
+            )
+            outcome = await presenter.present(self.events(admission))
+        await self._delivered(turn, outcome)
         return outcome
+
+    @contextlib.asynccontextmanager
+    async def _in_order(self, key: str) -> AsyncIterator[asyncio.Future[None] | None]:
+        """Answers of one conversation land in the order of their turns: each final text waits for the
+        one before it (still being retried through a 429 storm, say) to be done."""
+        previous = self._showing.get(key)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._showing[key] = done
+        try:
+            yield previous
+        finally:
+            done.set_result(None)
+            if self._showing.get(key) is done:
+                del self._showing[key]
 
     def pressure(self, platform: str) -> Pressure:
         """One rate-limit state per platform, shared by every conversation on it."""
@@ -320,14 +345,24 @@ class Router:
         self, admission: Admission, events: AsyncIterator[AgentEvent], surfaces: SurfaceFor
     ) -> None:
         assert admission.turn is not None
+        turn = admission.turn
         try:
-            surface = surfaces(admission.turn.ref, admission.turn.reply_address)
-            presenter = Presenter(surface, pressure=self.pressure(admission.turn.ref.platform))
-            outcome = await presenter.present(events, working=False)
+            surface = surfaces(turn.ref, turn.reply_address)
+            async with self._in_order(turn.ref.key) as previous:
+                presenter = Presenter(
+                    surface,
+                    pressure=self.pressure(turn.ref.platform),
+                    on_shown=partial(self._store.add_shown_message, turn.id),
+                    stale=turn.shown,  # what the killed process had shown of this answer
+                    after=previous,
+                )
+                outcome = await presenter.present(events, working=False)
         except Exception:
-            log.exception("could not deliver recovered turn %s", admission.turn.id)
+            log.exception("could not deliver recovered turn %s", turn.id)
             return
-        await self._delivered(admission.turn, outcome)
+        await self._delivered(turn, outcome)
+        if await presenter.remove_stale():
+            log.info("turn %s: removed what the interrupted attempt had shown", turn.id)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

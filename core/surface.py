@@ -97,6 +97,12 @@ class AnswerStream(Protocol):
         StreamClosed when the rest must be posted instead."""
         ...
 
+    @property
+    def message_ids(self) -> Sequence[str]:
+        """The platform messages this stream made to show the answer (recorded with the turn, so an
+        answer shown again after a restart can remove what the killed process left)."""
+        ...
+
 
 class Surface(Protocol):
     """One conversation's reply primitives, bound by the adapter to its destination."""
@@ -142,4 +148,10 @@ class Surface(Protocol):
     async def open_stream(self) -> AnswerStream | None:
         """A native stream for the answer, or None (then post + edit). Only called when
         `capabilities.native_stream`; it must not call the platform yet (the first `show` does)."""
+        ...
+
+    def backlogged(self) -> bool:
+        """True when a message to this conversation would queue now in the adapter's own rate limiter
+        (a spent budget): the presenter then skips what is optional, so the final text is not queued
+        behind stale interim updates."""
         ...

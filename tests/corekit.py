@@ -98,6 +98,7 @@ class RecordingSurface:
     private_replies: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     fail: dict[str, list[Exception]] = field(default_factory=dict)
+    backlog: bool = False  # what `backlogged` answers (an adapter's own rate limiter queueing calls)
     _ids: int = 0
 
     def _call(self, name: str) -> None:
@@ -146,3 +147,6 @@ class RecordingSurface:
 
     async def open_stream(self) -> AnswerStream | None:
         return None
+
+    def backlogged(self) -> bool:
+        return self.backlog

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from adapters.discord.adapter import DiscordAdapter
 from adapters.discord.settings import DiscordSettings
 from bot.app import Core, open_core
@@ -50,6 +52,17 @@ def discord_settings(fake: FakeDiscord, **overrides: Any) -> DiscordSettings:
     }
     values.update(overrides)
     return DiscordSettings(_env_file=None, **values)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeDiscord]:
+    """The fake Discord (gateway + REST) on a free port, for one test."""
+    server = FakeDiscord()
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 @contextlib.asynccontextmanager

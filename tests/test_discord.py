@@ -6,27 +6,19 @@ asserts on what Discord would hold afterwards: message contents, flags, threads,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from adapters.discord.adapter import DiscordStartError
 from bot.config import Settings
-from tests.discordkit import running_bot
+from tests.discordkit import fake, running_bot
 from tests.fakes.discord_server import FakeDiscord, Interaction
 from tests.fakes.discord_wire import FLAG_EPHEMERAL
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+__all__ = ["fake"]  # the fixture (tests/discordkit.py)
 
 
 def content(message: dict[str, Any] | None) -> str:

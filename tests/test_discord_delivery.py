@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from bot.config import Settings
 from core.storage import open_store
-from tests.discordkit import Bot, running_bot
+from tests.discordkit import Bot, fake, running_bot
 from tests.fakes.discord_server import FakeDiscord, Interaction
 from tests.fakes.llm_server import FakeLLMServer, Reply
+
+__all__ = ["fake"]  # the fixture (tests/discordkit.py)
 
 MESSAGES = r"^/channels/\d+/messages$"
 MESSAGE = r"^/channels/\d+/messages/\d+$"
@@ -26,16 +26,6 @@ THREADS = r"^/channels/\d+/messages/\d+/threads$"
 ORIGINAL = r"/messages/@original$"
 FOLLOWUPS = r"^/webhooks/\d+/[^/]+$"
 FOLLOWUP = r"^/webhooks/\d+/[^/]+/messages/\d+$"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def content(message: dict[str, Any] | None) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -14,9 +14,11 @@ import pytest
 
 from bot.config import Settings
 from core.images import MAX_IMAGE_BYTES, MAX_IMAGES
-from tests.discordkit import running_bot
+from tests.discordkit import fake, running_bot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.llm_server import FakeLLMServer, ProviderName
+
+__all__ = ["fake"]  # the fixture (tests/discordkit.py)
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + b"\x00" * 32 + b"\xff\xd9"
 
@@ -28,16 +30,6 @@ def png(width: int = 2, height: int = 1) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     pixels = zlib.compress(b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height)))
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 def last_user_content(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
 import discord
@@ -15,19 +14,11 @@ from adapters.discord.format import to_discord, tool_embed
 from adapters.discord.inbound import RecentIds, strip_mention
 from adapters.discord.invite import PERMISSIONS, InviteError, fetch_application_id, invite_url
 from core.inbound import ConversationRef
-from tests.discordkit import discord_settings
+from tests.discordkit import discord_settings, fake
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.discord_wire import check_embeds
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+__all__ = ["fake"]  # the fixture (tests/discordkit.py)
 
 
 def test_deep_headings_become_bold_but_code_is_untouched() -> None:

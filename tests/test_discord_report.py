@@ -27,19 +27,11 @@ from core.events import AgentEvent, TextDelta, TurnDone
 from core.present import Presenter
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
 from core.surface import Note
-from tests.discordkit import NoRoutes, discord_settings, running_bot
+from tests.discordkit import NoRoutes, discord_settings, fake, running_bot
 from tests.fakes.discord_server import FakeDiscord
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+__all__ = ["fake"]  # the fixture (tests/discordkit.py)
 
 
 def png(width: int = 64, height: int = 32) -> bytes:

@@ -222,6 +222,10 @@ class _Stream:
         await self.show(text, "")
         self.finished = (text, notes)
 
+    @property
+    def message_ids(self) -> list[str]:
+        return ["stream"] if "stream" in self.surface.messages else []
+
 
 async def test_native_stream_shows_the_answer_and_the_fallback_carries_on() -> None:
     caps = replace(RecordingSurface().capabilities, native_stream=True)
@@ -291,3 +295,57 @@ async def test_a_tool_call_before_any_text_goes_into_the_native_stream() -> None
     )
     assert stream.tools == ["start calculator", "done calculator"]
     assert surface.texts() == ["It is 42."] and "post_tool" not in surface.calls
+
+
+async def test_every_message_the_answer_is_shown_in_is_reported_once() -> None:
+    surface = RecordingSurface()
+    shown: list[str] = []
+
+    async def record(message_id: str) -> None:
+        shown.append(message_id)
+
+    text = " ".join(f"word{n}" for n in range(80))  # three parts at 200 characters
+    presenter = Presenter(surface, retry=FAST, on_shown=record)
+    await presenter.present(scripted(*words(text), TurnDone(text), pause_s=0.001))
+    assert shown == list(surface.messages) and len(shown) == 3
+
+
+async def test_an_answer_shown_again_after_a_crash_removes_what_the_dead_process_left() -> None:
+    surface = RecordingSurface()
+    left = await surface.post("The answer is fo")  # the killed process's half-written message
+    surface.fail = {"delete": throttled(2)}  # removing it is retried, like the final text
+    presenter = Presenter(surface, retry=FAST, stale=[left])
+    outcome = await presenter.present(scripted(TurnDone("The answer is 42.")), working=False)
+    assert outcome.delivered and await presenter.remove_stale() == 1
+    assert surface.texts() == ["The answer is 42."]
+
+
+async def test_stale_messages_stay_until_the_new_answer_has_landed() -> None:
+    surface = RecordingSurface()
+    left = await surface.post("The answer is fo")
+    surface.fail = {"post": [DeliveryError("403", transient=False)]}
+    presenter = Presenter(surface, retry=FAST, stale=[left])
+    outcome = await presenter.present(scripted(TurnDone("The answer is 42.")), working=False)
+    assert not outcome.delivered and await presenter.remove_stale() == 0
+    assert surface.texts() == ["The answer is fo"]  # better half an answer than none
+
+
+async def test_while_the_adapters_limiter_is_backlogged_only_the_final_text_goes_out() -> None:
+    surface = RecordingSurface(backlog=True)  # e.g. a Telegram group's 20-a-minute budget is spent
+    text = "one two three four five six seven eight nine ten"
+    outcome = await present(surface, *words(text), TurnDone(text), pause_s=0.003)
+    assert outcome.delivered and surface.texts() == [text]
+    assert surface.calls == ["post"]  # no placeholder, no interim post or edit queued before it
+
+
+async def test_the_final_text_waits_for_the_answer_before_it_in_the_conversation() -> None:
+    surface = RecordingSurface(capabilities=replace(RecordingSurface().capabilities, can_edit=False))
+    earlier: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    presenter = Presenter(surface, retry=FAST, after=earlier)
+    task = asyncio.create_task(presenter.present(scripted(TurnDone("the second answer"))))
+    await asyncio.sleep(0.05)
+    assert surface.texts() == [] and not task.done()  # the first answer is still being retried
+    await surface.post("the first answer")
+    earlier.set_result(None)
+    assert (await task).delivered
+    assert surface.texts() == ["the first answer", "the second answer"]

@@ -265,7 +265,19 @@ async def test_undelivered_turns_of_a_previous_process_are_taken_over_once(make_
             await third.undelivered_turns("slack", datetime(2025, 1, 1))
 
 
-# Migration 5 (SQLite; PostgreSQL's is in tests/test_store_postgres.py)
+async def test_shown_messages_are_recorded_in_order(store: Store) -> None:
+    turn = await admit(store, "ev1")
+    assert (await fetched(store, turn.id)).shown == ()
+    for message_id in ("1700000000.000100", "42", "1234567890123456789"):
+        await store.add_shown_message(turn.id, message_id)
+    assert (await fetched(store, turn.id)).shown == ("1700000000.000100", "42", "1234567890123456789")
+    with pytest.raises(ValueError):
+        await store.add_shown_message(turn.id, "two words")
+    with pytest.raises(LookupError):
+        await store.add_shown_message(999_999, "1")
+
+
+# Migrations 5 and 6 (SQLite; PostgreSQL's is in tests/test_store_postgres.py)
 
 
 async def test_delivery_migration_applies_to_existing_turns(tmp_path: Path) -> None:
@@ -296,7 +308,8 @@ async def test_delivery_migration_applies_to_existing_turns(tmp_path: Path) -> N
         epoch = datetime(2000, 1, 1, tzinfo=UTC)
         assert await store.undelivered_turns("slack", epoch) == []  # no answer: never undelivered
         assert [t.id for t in await store.unfinished_turns()] == [2]
-    assert (await query(path, "SELECT MAX(version) FROM schema_version")) == [(5,)]
+    assert done.shown == ()
+    assert (await query(path, "SELECT MAX(version) FROM schema_version")) == [(6,)]
     with pytest.raises(sqlite3.IntegrityError):  # is_dm is a CHECKed 0/1
         await query(path, "UPDATE turns SET is_dm = 2 WHERE id = 1")
 

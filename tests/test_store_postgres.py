@@ -129,10 +129,11 @@ async def test_delivery_migration_applies_to_existing_turns(postgres_url: str) -
             None,
         )
         assert await store.undelivered_turns("slack", datetime(2000, 1, 1, tzinfo=UTC)) == []
+        assert old.shown == ()
     finally:
         await store.close()
     rows = await run_sql(postgres_url, "SELECT MAX(version) FROM schema_version")
-    assert rows[0][0] == 5
+    assert rows[0][0] == 6
 
 
 # Fleet: one event, one claim

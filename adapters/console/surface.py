@@ -87,6 +87,10 @@ class ConsoleStream:
         self._shown = ""
         self._status = ""
 
+    @property
+    def message_ids(self) -> list[str]:
+        return []  # a terminal's lines cannot be taken back
+
     async def show(self, text: str, status: str) -> None:
         if status and status != self._status:
             self._terminal.note(status)
@@ -163,3 +167,6 @@ class ConsoleSurface:
 
     async def open_stream(self) -> AnswerStream:
         return ConsoleStream(self._terminal)
+
+    def backlogged(self) -> bool:
+        return False

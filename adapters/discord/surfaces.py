@@ -190,6 +190,9 @@ class ChannelSurface:
     async def open_stream(self) -> AnswerStream | None:
         return None
 
+    def backlogged(self) -> bool:
+        return False  # discord.py queues per route bucket and does not say so
+
 
 class InteractionSurface:
     """The response to a slash command (deferred first), then followups; channel messages once the
@@ -351,6 +354,9 @@ class InteractionSurface:
     async def open_stream(self) -> AnswerStream | None:
         return None
 
+    def backlogged(self) -> bool:
+        return False
+
     # --- private replies and the unused response --------------------------------------------------------
 
     async def private(self, text: str) -> None:
@@ -473,3 +479,6 @@ class ThreadSurface:
 
     async def open_stream(self) -> AnswerStream | None:
         return None
+
+    def backlogged(self) -> bool:
+        return False

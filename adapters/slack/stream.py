@@ -136,6 +136,10 @@ class SlackStream:
 
     # --- the AnswerStream protocol -----------------------------------------------------------------
 
+    @property
+    def message_ids(self) -> list[str]:
+        return [part.ts for part in self._parts if part.ts]
+
     async def show(self, text: str, status: str) -> None:
         # `status` (a transient line) has no place in an append-only stream; the thread status and the
         # final text carry what matters.

@@ -152,6 +152,9 @@ class SlackSurface:
             self._client, self.target, self._gate, rollover_s=self._rollover_s, clock=self._clock
         )
 
+    def backlogged(self) -> bool:
+        return False  # no client-side limiter: Slack's 429s say it (core/delivery.py)
+
 
 class CommandSurface:
     """The answer to a slash command, through its response_url: ephemeral, not editable."""
@@ -207,3 +210,6 @@ class CommandSurface:
 
     async def open_stream(self) -> AnswerStream | None:
         return None
+
+    def backlogged(self) -> bool:
+        return False

@@ -48,6 +48,9 @@ class FloodLimiter(BaseRateLimiter[int]):
         self._groups: dict[int | str, AsyncLimiter] = {}
         self._max_retries = max_retries
         self._paused_until: dict[Any, float] = {}  # chat id -> loop time its 429 wait ends
+        # Chats back from a 429: one call at a time until one lands, so the calls that waited it out do
+        # not all go at once, collect 429s again and spend the group's budget on them.
+        self._probing: dict[Any, asyncio.Lock] = {}
         self._on_rate_limited = on_rate_limited
 
     async def initialize(self) -> None:
@@ -60,6 +63,9 @@ class FloodLimiter(BaseRateLimiter[int]):
         """True when a message to this chat would queue now: the bot-wide or the group budget is spent,
         or the chat is waiting out a 429."""
         if self._paused_until.get(chat_id, 0.0) > asyncio.get_running_loop().time():
+            return True
+        probe = self._probing.get(chat_id)
+        if probe is not None and probe.locked():
             return True
         if not self._overall.has_capacity():
             return True
@@ -85,16 +91,25 @@ class FloodLimiter(BaseRateLimiter[int]):
             wait = self._paused_until.get(chat, 0.0) - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            elif chat in self._paused_until:
-                del self._paused_until[chat]  # expired: keep the map small
+                continue
+            self._paused_until.pop(chat, None)  # expired: keep the map small
+            probe = self._probing.get(chat)
             try:
-                async with self._budgets(chat):
-                    return await self._reported(endpoint, callback, args, kwargs)
+                async with probe if probe is not None else contextlib.nullcontext():
+                    if self._paused_until.get(chat, 0.0) > loop.time():
+                        continue  # the call before this one was refused again: wait once more
+                    async with self._budgets(chat):
+                        result = await self._reported(endpoint, callback, args, kwargs)
             except RetryAfter as error:
                 self._paused_until[chat] = loop.time() + retry_seconds(error) + 0.1
+                self._probing.setdefault(chat, asyncio.Lock())
                 attempt += 1
                 if attempt > retries:
                     raise
+                continue
+            if probe is not None and self._probing.get(chat) is probe:
+                del self._probing[chat]  # it landed: calls to this chat go in parallel again
+            return result
 
     async def _reported(self, endpoint: str, callback: Callback, args: Any, kwargs: dict[str, Any]) -> Result:
         try:

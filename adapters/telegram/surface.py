@@ -177,6 +177,13 @@ class TelegramSurface:
             return None
         return DraftStream(self._outbox, self._calls, self.capabilities, self._drafts, self.note, self._busy)
 
+    def backlogged(self) -> bool:
+        """The flood limiter's budget for this chat is spent. Drafts spend none, so a drafted answer
+        keeps streaming (its DraftStream decides what to do with parts that need real messages)."""
+        if self.capabilities.native_stream and self._drafts.available:
+            return False
+        return self._busy is not None and self._busy()
+
 
 @dataclass
 class _Message:
@@ -209,6 +216,10 @@ class DraftStream:
         self._draft_part = -1  # the part the current draft id shows
         self._drafting = True  # False once a draft failed for good: the rest is posted and edited
         self._previewed = False  # a draft with text was shown
+
+    @property
+    def message_ids(self) -> list[str]:
+        return [str(message.message_id) for message in self._messages]  # drafts vanish on their own
 
     async def show(self, text: str, status: str) -> None:
         parts = split_text(text, self._limit) if text.strip() else [""]

@@ -56,7 +56,8 @@ class TurnRecord:
 
     `answer` is the final text the user must see (set when the turn ends); `delivered_at` is set once it
     has landed on the platform, so a finished turn whose answer never arrived can be delivered after a
-    restart (to `reply_address`, the adapter's opaque "where to answer")."""
+    restart (to `reply_address`, the adapter's opaque "where to answer"). `shown`: the platform messages
+    the answer has been shown in so far."""
 
     id: int
     session_id: int
@@ -71,6 +72,7 @@ class TurnRecord:
     sender_name: str = ""
     answer: str | None = None
     delivered_at: datetime | None = None
+    shown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +247,10 @@ class Store(Protocol):
 
     async def mark_delivered(self, turn_id: int) -> None:
         """Record that the turn's answer has landed on the platform (idempotent: the first time stays)."""
+        ...
+
+    async def add_shown_message(self, turn_id: int, message_id: str) -> None:
+        """Record that the turn's answer is shown (in part) in platform message `message_id`."""
         ...
 
     async def get_turn(self, turn_id: int) -> TurnRecord | None:

@@ -230,12 +230,19 @@ _DELIVERY: tuple[str, ...] = (
     " WHERE answer IS NOT NULL AND delivered_at IS NULL",
 )
 
+_SHOWN: tuple[str, ...] = (
+    # The messages a turn's answer was shown in so far (ids, one per line): an answer shown again after
+    # a crash removes the ones the killed process left half-written.
+    "ALTER TABLE turns ADD COLUMN shown TEXT NOT NULL DEFAULT ''",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "reports: posted days, usage rollup", _REPORTS),
     Migration(3, "fleet: turn owners, conversation order", _FLEET),
     Migration(4, "message links: reply chains", _LINKS),
     Migration(5, "delivery: reply addresses, answers, delivered turns", _DELIVERY),
+    Migration(6, "delivery: messages each answer was shown in", _SHOWN),
 )
 
 _VERSION_TABLE = """

@@ -18,7 +18,7 @@ class Row(Protocol):
 SESSION_COLUMNS = "id, platform, workspace, channel, thread, model, summary, summary_tokens, created_at"
 TURN_COLUMNS = (
     "id, session_id, platform, workspace, channel, thread, sender_id, text, event_id, status, created_at,"
-    " reply_address, is_dm, sender_name, answer, delivered_at"
+    " reply_address, is_dm, sender_name, answer, delivered_at, shown"
 )
 
 
@@ -35,6 +35,13 @@ def from_epoch(value: float) -> datetime:
 
 def ref_parts(ref: ConversationRef) -> tuple[str, str, str, str]:
     return (ref.platform, ref.workspace, ref.channel, ref.thread)
+
+
+def shown_entry(message_id: str) -> str:
+    """One message id as appended to `turns.shown` (whitespace-separated; ids never contain any)."""
+    if not message_id or any(c.isspace() for c in message_id):
+        raise ValueError(f"not a message id: {message_id!r}")
+    return f" {message_id}"
 
 
 def session_from_row(row: Row) -> SessionRecord:
@@ -57,4 +64,5 @@ def turn_from_row(row: Row) -> TurnRecord:
         sender_name=str(row[13]),
         answer=None if row[14] is None else str(row[14]),
         delivered_at=None if row[15] is None else from_epoch(float(row[15])),
+        shown=tuple(str(row[16]).split()),
     )

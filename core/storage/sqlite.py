@@ -45,6 +45,7 @@ from core.storage.rows import (
     from_epoch,
     ref_parts,
     session_from_row,
+    shown_entry,
     to_epoch,
     turn_from_row,
 )
@@ -333,6 +334,10 @@ class SQLiteStore:
         params = (time.time(), turn_id)
         await self._write(lambda c: _update_one(c, _MARK_DELIVERED, params, "turn"))
 
+    async def add_shown_message(self, turn_id: int, message_id: str) -> None:
+        params = (shown_entry(message_id), turn_id)
+        await self._write(lambda c: _update_one(c, _ADD_SHOWN, params, "turn"))
+
     async def get_turn(self, turn_id: int) -> TurnRecord | None:
         rows = await self._read(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = ?", (turn_id,))
         return next((turn_from_row(row) for row in rows), None)
@@ -451,6 +456,7 @@ _INSERT_TURN = (
 )
 # Idempotent: a second delivery report keeps the first time.
 _MARK_DELIVERED = "UPDATE turns SET delivered_at = COALESCE(delivered_at, ?) WHERE id = ?"
+_ADD_SHOWN = "UPDATE turns SET shown = shown || ? WHERE id = ?"
 _INSERT_USAGE = (
     "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
     " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"

@@ -117,6 +117,7 @@ class FakeRestApi:
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._webhook_send),
             ("POST", r"/channels/(\d+)/messages", self._channel_send),
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._channel_edit),
+            ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._channel_delete),
             ("POST", r"/channels/(\d+)/typing", self._typing),
             ("POST", r"/channels/(\d+)/messages/(\d+)/threads", self._start_thread),
         ]
@@ -352,6 +353,14 @@ class FakeRestApi:
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         wire.check_message_body(body, editing=True)
         return await self._edit(message, body)
+
+    async def _channel_delete(self, _body: Any, channel_id: str, message_id: str) -> None:
+        message = self.messages.get(int(message_id))
+        if message is None or message["channel_id"] != channel_id or message["flags"] & wire.FLAG_EPHEMERAL:
+            raise unknown("Message", 10008)
+        if message["author"]["id"] != str(self.bot_id):  # others' messages need Manage Messages
+            raise ApiError(403, 50013, "Missing Permissions")
+        del self.messages[int(message_id)]
 
     async def _typing(self, _body: Any, channel_id: str) -> None:
         if int(channel_id) not in self.channels:

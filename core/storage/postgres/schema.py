@@ -209,11 +209,13 @@ _DELIVERY: tuple[str, ...] = (
     " WHERE answer IS NOT NULL AND delivered_at IS NULL",
 )
 
+_SHOWN: tuple[str, ...] = ("ALTER TABLE turns ADD COLUMN shown TEXT NOT NULL DEFAULT ''",)
+
 # The same versions and names as SQLite's (defined there once), with PostgreSQL's statements.
 MIGRATIONS: Final[tuple[Migration, ...]] = tuple(
     Migration(sqlite.version, sqlite.name, statements)
     for sqlite, statements in zip(
-        SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS, _DELIVERY), strict=True
+        SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS, _DELIVERY, _SHOWN), strict=True
     )
 )
 

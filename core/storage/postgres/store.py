@@ -42,6 +42,7 @@ from core.storage.rows import (
     from_epoch,
     ref_parts,
     session_from_row,
+    shown_entry,
     to_epoch,
     turn_from_row,
 )
@@ -83,6 +84,7 @@ _SET_TURN_STATUS = "UPDATE turns SET status = $1, updated_at = $2 WHERE id = $3"
 _SET_TURN_ANSWER = "UPDATE turns SET status = $1, updated_at = $2, answer = $3 WHERE id = $4"
 # Idempotent: a second delivery report keeps the first time.
 _MARK_DELIVERED = "UPDATE turns SET delivered_at = COALESCE(delivered_at, $1) WHERE id = $2"
+_ADD_SHOWN = "UPDATE turns SET shown = shown || $1 WHERE id = $2"
 _INSERT_TURN = (
     "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
     " sender_id, text, event_id, status, created_at, updated_at, owner)"
@@ -380,6 +382,10 @@ class PostgresStore:
 
     async def mark_delivered(self, turn_id: int) -> None:
         _expect_one(await self._db().execute(_MARK_DELIVERED, time.time(), turn_id), "turn", turn_id)
+
+    async def add_shown_message(self, turn_id: int, message_id: str) -> None:
+        status_line = await self._db().execute(_ADD_SHOWN, shown_entry(message_id), turn_id)
+        _expect_one(status_line, "turn", turn_id)
 
     async def get_turn(self, turn_id: int) -> TurnRecord | None:
         row = await self._db().fetchrow(f"SELECT {TURN_COLUMNS} FROM turns WHERE id = $1", turn_id)
