@@ -83,6 +83,7 @@ async def open_core(
     counter = TokenCounter()
     await counter.warm()
     pool = ProviderPool(_credentials(settings), providers)
+    pool.warm_up()
     prices = PriceTable(settings.prices)
     sessions = SessionManager(store, counter)
     config = AgentConfig(

@@ -134,7 +134,7 @@ async def _run(settings: Settings) -> int:
         stop = _stop_on_sigterm()
         metrics.instrument(core.router)
         http.add_route("GET", "/metrics", metrics.handler)
-        register_readiness(http, core.store, adapters, core.router)
+        register_readiness(http, core.store, adapters, core.router, core.pool)
         names = ", ".join(adapter.name for adapter in adapters)
         print(
             f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port};"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from bot.http import HttpServer
 from bot.scheduler import ReportScheduler
 from core.adapter import Adapter, wait_until_ready
+from core.providers.pool import ProviderPool
 from core.router import Router
 from core.storage.base import Store
 
@@ -75,8 +76,15 @@ async def _drain_on(stop: asyncio.Event, router: Router, grace_s: float) -> None
     raise _ShutdownDone
 
 
-def register_readiness(http: HttpServer, store: Store, adapters: Sequence[Adapter], router: Router) -> None:
-    """`/readyz`: the store answers a trivial query, every adapter is connected, and we are not draining."""
+def register_readiness(
+    http: HttpServer,
+    store: Store,
+    adapters: Sequence[Adapter],
+    router: Router,
+    providers: ProviderPool | None = None,
+) -> None:
+    """`/readyz`: the store answers a trivial query, every adapter is connected, the provider SDKs are
+    imported (seconds for `anthropic`, in a worker thread) and we are not draining."""
 
     async def store_answers() -> bool:
         return await store.ready()
@@ -93,6 +101,13 @@ def register_readiness(http: HttpServer, store: Store, adapters: Sequence[Adapte
     http.add_readiness_check("store", store_answers)
     for adapter in adapters:
         http.add_readiness_check(f"adapter:{adapter.name}", adapter_ready(adapter))
+    if providers is not None:
+        pool = providers
+
+        async def providers_loaded() -> bool:
+            return pool.warmed()
+
+        http.add_readiness_check("providers", providers_loaded)
     http.add_readiness_check("accepting", accepting)
 
 

@@ -10,6 +10,7 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 from datetime import date
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -23,6 +24,7 @@ from bot.logs import make_handler
 from bot.metrics import Metrics
 from bot.serve import register_readiness, serve
 from core.events import AgentEvent, CommandReply, TextDelta, TurnDone, TurnFailed
+from core.providers.pool import ProviderCredentials, ProviderPool
 from core.router import DRAINING_REPLY
 from core.storage.base import Store
 from tests.corekit import REF, collect, eventually, leftover_turns, message
@@ -61,6 +63,30 @@ async def test_readyz_follows_adapters_store_and_drain(settings_for: Callable[..
             core.router.accepting = False  # draining for shutdown: take this replica out of the Service
             status, body = await _get(http, "/readyz")
             assert status == 503 and json.loads(body)["not_ready"] == ["accepting"]
+        finally:
+            await http.stop()
+
+
+async def test_readyz_waits_for_the_provider_sdks_to_be_imported(
+    settings_for: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "slow_sdk_for_readyz.py").write_text("import time\ntime.sleep(0.5)\n")  # an SDK's import
+    monkeypatch.syspath_prepend(str(tmp_path))
+    async with open_core(settings_for()) as core:
+        adapter = MemoryAdapter()
+        adapter.connected = True
+        http = HttpServer("127.0.0.1", 0)
+        pool = ProviderPool(ProviderCredentials())
+        await http.start()
+        try:
+            register_readiness(http, core.store, [adapter], core.router, pool)
+            pool.warm_up(["slow_sdk_for_readyz"])
+            status, body = await _get(http, "/readyz")
+            assert status == 503 and json.loads(body)["not_ready"] == ["providers"]
+            assert (await _get(http, "/healthz"))[0] == 200  # the loop is free meanwhile
+            await eventually(pool.warmed)
+            assert (await _get(http, "/readyz"))[0] == 200
+            await pool.aclose()
         finally:
             await http.stop()
 

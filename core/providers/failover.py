@@ -99,7 +99,7 @@ async def stream_with_failover(
             emitted_text = False
             yield CallStarted(model)
             try:
-                provider = pool.get(model.provider)
+                provider = await pool.acquire(model.provider)
                 async for chunk in provider.stream(make_request(model)):
                     emitted_text = emitted_text or isinstance(chunk, TextChunk)
                     yield Chunk(model, chunk)

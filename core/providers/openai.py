@@ -7,17 +7,20 @@ Decisions worth knowing:
 - Each message's wire form (a list: tool results become separate `tool` messages) is memoised in
   `Message.cache`; we never modify it after storing it.
 - Tool calls are only yielded when the stream finishes, because arguments arrive in fragments.
+- The SSE body is decoded by core/providers/openai_stream.py, not by the SDK (a model per chunk is
+  too slow); the SDK still builds the request and maps HTTP errors.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import uuid
-from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+import ssl
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, cast
 
+import anyio
 import httpx2
 import openai
 from openai.types.chat import ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionToolParam
@@ -29,21 +32,15 @@ from core.providers.base import (
     ProviderError,
     ProviderRequest,
     StopChunk,
-    TextChunk,
-    ToolCallChunk,
     ToolSpec,
     UsageChunk,
 )
+from core.providers.openai_stream import OpenAIStreamDecoder, StreamErrorFrame
 from core.providers.retry_after import retry_after_seconds
+from core.providers.transport import timed_out
 
 _WIRE_KEY = "openai.wire"
 _OFFICIAL_HOST = "api.openai.com"
-_STOP_REASONS = {
-    "tool_calls": "tool_use",
-    "function_call": "tool_use",
-    "stop": "end_turn",
-    "length": "max_tokens",
-}
 
 
 class OpenAIProvider:
@@ -62,7 +59,13 @@ class OpenAIProvider:
             # A short connect timeout so an unreachable host fails over quickly.
             timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
             self._client = openai.AsyncOpenAI(
-                api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                timeout=timeout,
+                # The SDK's aiohttp transport: a token-sized SSE frame costs half what httpx's default
+                # transport (httpcore on anyio) does (see core/providers/anthropic.py).
+                http_client=openai.DefaultAioHttpClient(timeout=timeout),
             )
         except openai.OpenAIError:
             # Raised for a missing key. Report it on use, like every other failure, not at start-up.
@@ -86,9 +89,13 @@ class OpenAIProvider:
         # Built outside the try: a bug here must not pass for an API failure.
         messages = cast("list[ChatCompletionMessageParam]", wire_messages(request.system, request.messages))
         tools = cast("list[ChatCompletionToolParam]", wire_tools(request.tools))
-        state = _StreamState()
+        decoder = OpenAIStreamDecoder()
+        started = False
         try:
-            stream = await self._client.chat.completions.create(
+            # The raw response, not the SDK's AsyncStream: the SDK still builds the request and maps HTTP
+            # errors, but its pydantic model per token-sized chunk costs ~0.5 ms, so we decode the body.
+            create = self._client.chat.completions.with_streaming_response.create
+            async with create(
                 model=request.model,
                 messages=messages,
                 tools=tools or openai.omit,
@@ -96,26 +103,41 @@ class OpenAIProvider:
                 stream_options={"include_usage": True},
                 max_completion_tokens=request.max_tokens if self.official else openai.omit,
                 max_tokens=openai.omit if self.official else request.max_tokens,
-            )
-            state.started = True
-            async with stream:
-                async for chunk in stream:
-                    for text in state.feed(chunk):
-                        yield TextChunk(text)
+            ) as response:
+                started = True
+                http = response.http_response
+                try:
+                    body = http.aiter_bytes()
+                    async for data in body:
+                        for chunk in decoder.feed(data):
+                            yield chunk
+                        if decoder.failure is not None:
+                            raise decoder.failure
+                        if decoder.done:
+                            if http.http_version == "HTTP/1.1":  # as the SDK: HTTP/2 needs no drain
+                                await _drain(body)
+                            break
+                    else:
+                        decoder.close()
+                except StreamErrorFrame as exc:
+                    # The SDK's own error for the frame, so the mapping below stays the one place.
+                    raise openai.APIError(exc.message, http.request, body=exc.body) from exc
+                except _SDK_CONNECTION_ERRORS as exc:
+                    raise openai.APIConnectionError(request=http.request) from exc
         except Exception as exc:
             # After the finish chunk the answer is complete; a drop there only loses the usage chunk.
-            if not (state.finish_reason and _is_transport_error(exc)):
-                error = self._mapped(exc, state.started, request.model)
+            if not (decoder.finish_reason and _is_transport_error(exc)):
+                error = self._mapped(exc, started, request.model)
                 if error is None:
                     raise  # not an SDK or transport failure: our own bug, let it surface unchanged
                 raise error from exc
-        if state.finish_reason is None:
+        if decoder.finish_reason is None:
             raise ProviderError(f"the response stream from {self.label} was cut off", retryable=True)
-        for call in state.tool_calls():
+        for call in decoder.tool_calls():
             yield call
-        if state.usage is not None:  # some compatible servers never send it; record nothing then
-            yield _usage(state.usage)
-        yield StopChunk(state.stop_reason())
+        if decoder.usage is not None:  # some compatible servers never send it; record nothing then
+            yield _usage(_completion_usage(decoder.usage))
+        yield StopChunk(decoder.stop_reason())
 
     def _mapped(self, exc: Exception, started: bool, model: str) -> ProviderError | None:
         error = _map_exception(exc, started, model, self.label)
@@ -128,70 +150,26 @@ class OpenAIProvider:
 
 # --- streaming --------------------------------------------------------------------------------------
 
-
-@dataclass
-class _PartialCall:
-    id: str = ""
-    name: str = ""
-    arguments: list[str] = field(default_factory=list)
+# Not httpx2 errors, but the SDK's stream reading turns them into APIConnectionError (TLS failures that
+# httpx2 does not map yet), so a read of the raw body must too.
+_SDK_CONNECTION_ERRORS = (ssl.SSLError, anyio.EndOfStream)
+_DRAIN_TIMEOUT_S = 0.1  # the SDK's
 
 
-class _StreamState:
-    """Accumulates one streamed completion (text is passed straight through)."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self.finish_reason: str | None = None
-        self.usage: CompletionUsage | None = None
-        self._calls: dict[int, _PartialCall] = {}
-
-    def feed(self, chunk: ChatCompletionChunk) -> list[str]:
-        if chunk.usage is not None:  # normally a last chunk with `choices == []`
-            self.usage = chunk.usage
-        texts: list[str] = []
-        for choice in chunk.choices:
-            delta = choice.delta
-            # A refusal is what the model says instead of an answer, so the user should see it.
-            texts.extend(t for t in (delta.content, delta.refusal) if t)
-            for fragment in delta.tool_calls or ():
-                self._add_fragment(fragment)
-            if choice.finish_reason:
-                self.finish_reason = choice.finish_reason
-        return texts
-
-    def _add_fragment(self, fragment: Any) -> None:
-        # Some compatible servers omit `index` and send each call whole: treat each as a new call.
-        index = fragment.index if isinstance(fragment.index, int) else len(self._calls)
-        call = self._calls.setdefault(index, _PartialCall())
-        call.id = call.id or fragment.id or ""
-        if fragment.function is not None:
-            call.name = call.name or fragment.function.name or ""
-            if fragment.function.arguments:
-                call.arguments.append(fragment.function.arguments)
-
-    def tool_calls(self) -> list[ToolCallChunk]:
-        return [_tool_call(self._calls[i]) for i in sorted(self._calls)]
-
-    def stop_reason(self) -> str:
-        reason = self.finish_reason or "end_turn"
-        # Several compatible servers report "stop" even when the turn ends in tool calls.
-        if self._calls and reason == "stop":
-            return "tool_use"
-        return _STOP_REASONS.get(reason, reason)
-
-
-def _tool_call(call: _PartialCall) -> ToolCallChunk:
-    call_id = call.id or f"call_{uuid.uuid4().hex[:24]}"  # some servers send no id at all
-    raw = "".join(call.arguments)
-    if not raw.strip():
-        return ToolCallChunk(call_id, call.name, {})  # models send "" for tools without parameters
+async def _drain(body: AsyncIterator[bytes]) -> None:
+    """Read what follows `[DONE]`, briefly, as the SDK does, so the HTTP/1.1 connection can be reused."""
     try:
-        parsed = json.loads(raw)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        return ToolCallChunk(call_id, call.name, parsed)
-    return ToolCallChunk(call_id, call.name, None, raw_arguments=raw)
+        async with asyncio.timeout(_DRAIN_TIMEOUT_S):
+            async for _ in body:
+                await asyncio.sleep(0)  # a transport with buffered data never suspends: let the timeout act
+    except (TimeoutError, httpx2.RequestError, httpx2.StreamConsumed, *_SDK_CONNECTION_ERRORS):
+        pass  # the answer is complete; cleanup must not turn it into an error
+
+
+def _completion_usage(raw: dict[str, Any]) -> CompletionUsage:
+    # Once per stream, so the SDK's own (lenient) model is affordable: the numbers come out exactly as
+    # with the SDK's chunk objects, coercions included.
+    return cast("CompletionUsage", ChatCompletionChunk.construct(usage=raw).usage)
 
 
 def _usage(usage: CompletionUsage) -> UsageChunk:
@@ -293,7 +271,7 @@ def _map_exception(exc: Exception, started: bool, model: str, label: str) -> Pro
     if _is_transport_error(exc):
         if started:
             return ProviderError(f"the response stream from {label} was cut off", retryable=True)
-        if isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        if timed_out(exc, isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException)):
             return ProviderError(f"{label} did not answer in time", retryable=True)
         return ProviderError(f"could not connect to {label}", retryable=True)
     if isinstance(exc, openai.APIError):  # an `{"error": ...}` frame inside the stream

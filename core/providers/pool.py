@@ -1,10 +1,23 @@
-"""One client per provider, created on first use and shared by every session."""
+"""One client per provider, created on first use and shared by every session.
+
+The SDKs take seconds to import (`anthropic` about 2.5 s on a 2-core machine). Imported on first use,
+that would freeze the event loop, and with it every platform, when the first message arrives; so
+`warm_up` imports the configured providers' modules in a worker thread at start, and `acquire` waits
+for that instead of importing on the loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import importlib
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.providers.base import Provider, ProviderError
+
+log = logging.getLogger(__name__)
+MODULES = {"anthropic": "core.providers.anthropic", "openai": "core.providers.openai"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +35,25 @@ class ProviderPool:
     ) -> None:
         self._credentials = credentials
         self._providers: dict[str, Provider] = dict(providers or {})
+        self._warming: asyncio.Future[None] | None = None
+
+    def warm_up(self, modules: Sequence[str] | None = None) -> None:
+        """Start importing `modules` (default: the configured providers') in a worker thread (see the
+        module docstring)."""
+        wanted = [MODULES[name] for name in MODULES if name not in self._providers and self.configured(name)]
+        wanted = list(modules) if modules is not None else wanted
+        if wanted and self._warming is None:
+            self._warming = asyncio.ensure_future(asyncio.to_thread(_import_all, wanted))
+
+    def warmed(self) -> bool:
+        """The start-up import is done (readiness: a message now never waits for it)."""
+        return self._warming is None or self._warming.done()
+
+    async def acquire(self, provider: str) -> Provider:
+        """`get`, once the start-up import is done (it is, but for the first seconds after start)."""
+        if provider not in self._providers and self._warming is not None and not self._warming.done():
+            await asyncio.shield(self._warming)
+        return self.get(provider)
 
     def configured(self, provider: str) -> bool:
         creds = self._credentials
@@ -56,6 +88,16 @@ class ProviderPool:
         return OpenAIProvider(creds.openai_api_key, creds.openai_base_url, creds.timeout_s)
 
     async def aclose(self) -> None:
+        if self._warming is not None:
+            await asyncio.gather(self._warming, return_exceptions=True)  # a thread cannot be cancelled
         for provider in self._providers.values():
             await provider.aclose()
         self._providers.clear()
+
+
+def _import_all(modules: list[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except Exception:  # the import on first use raises it again, where it is reported
+            log.warning("could not import %s at start", module, exc_info=True)

@@ -1,0 +1,170 @@
+"""Benchmark: streams at scale (issue 12). Prints numbers; asserts nothing.
+
+What a user feels with N conversations at once: the bot is its own process (`python -m bot run`,
+SQLite), the fake platform and the fake LLM server (real SSE through the real `anthropic` SDK) run in
+this process, each reply is 200 tokens at 50 tokens/s after 0.3 s, and N conversations send their
+first message at once (`--n 10,100,500`) or at a steady rate (`--steady 20` conversations a second).
+
+For each platform and N it prints: added latency to the first visible text (from the event to the
+first words on the platform, minus the model's own 0.3 s to its first token) p50/p99, time to the
+final text p50/p99, exact final text %, platform 429s, platform calls per reply, the bot process's CPU
+seconds per reply (user + system, read from /proc over the run) and its peak RSS.
+
+This process also hosts the fakes and polls what they show every 20 ms; at large N it competes with
+the bot for the machine's cores, so the load average is printed with every table.
+
+Run: `python -m bench.streams` (Slack, Telegram and Discord at N = 10 and 100), or e.g.
+`python -m bench.streams --platform telegram --n 500 --tokens 200`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.delivery import PLATFORMS, Options, Stage, first_turns
+from bench.harness import load_average, percentile, table
+from tests.fakes.llm_server import FakeLLMServer
+
+CLOCK_TICKS = 100  # /proc/<pid>/stat counts CPU time in clock ticks (USER_HZ, 100 on Linux)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ms(samples: Sequence[float]) -> str:
+    if not samples:
+        return "-"
+    return f"{percentile(samples, 0.5) * 1000:.0f} / {percentile(samples, 0.99) * 1000:.0f} ms"
+
+
+def s(samples: Sequence[float]) -> str:
+    if not samples:
+        return "-"
+    return f"{percentile(samples, 0.5):.1f} / {percentile(samples, 0.99):.1f} s"
+
+
+async def run(
+    platform: str, n: int, steady: float, options: Options, llm: FakeLLMServer, folder: Path
+) -> tuple[str, ...]:
+    stage = Stage(platform, f"streams-{n}", options, llm, folder)
+    async with stage.running(n, one_channel=False):
+        assert stage.bot is not None and stage.bot.process is not None
+        pid = stage.bot.process.pid
+        driver = stage.driver
+        turns = first_turns(stage, n)
+        calls, limited = driver.reply_calls(), driver.rate_limited()
+        cpu = cpu_seconds(pid)
+        started = time.monotonic()
+        if steady:
+            sends = []
+            for turn in turns:
+                sends.append(asyncio.create_task(driver.send(turn)))
+                await asyncio.sleep(1 / steady)
+            await asyncio.gather(*sends)
+        else:
+            await asyncio.gather(*(driver.send(t) for t in turns))
+        settle = await stage.settle(turns)
+        used = cpu_seconds(pid) - cpu
+        rss = peak_rss_mb(pid)
+        verdicts = stage.verdicts(turns)
+        made, served = driver.reply_calls() - calls, driver.rate_limited() - limited
+    first = [t.first_text_at - t.sent_at - options.ttft for t in turns if t.first_text_at and t.sent_at]
+    final = [t.final_at - t.sent_at for t in turns if t.final_at and t.sent_at]
+    exact = sum(v.exactly_once for v in verdicts)
+    return (
+        platform,
+        f"{n} at {steady:.0f}/s" if steady else f"{n} at once",
+        ms(first),
+        s(final),
+        f"{100 * exact / n:.1f}%",
+        str(served),
+        f"{made / n:.1f}",
+        f"{1000 * used / n:.1f} ms",
+        f"{rss:.0f} MB",
+        f"{time.monotonic() - started:.0f} s (settled in {settle:.0f} s)",
+        load_average(),
+    ) + ((f"{statistics.mean(first) * 1000:.0f} ms",) if first else ("-",))
+
+
+async def main(platforms: Sequence[str], sizes: Sequence[int], steady: float, options: Options) -> None:
+    print(f"load average at start: {load_average()}", flush=True)
+    folder = options.keep or Path(tempfile.mkdtemp(prefix="bench-streams-"))
+    llm = FakeLLMServer()
+    await llm.start()
+    rows = []
+    try:
+        for platform in platforms:
+            for n in sizes:
+                try:
+                    rows.append(await run(platform, n, steady, options, llm, folder))
+                except Exception as error:  # one run failing must not hide the others' numbers
+                    print(f"{platform} N={n}: the run failed: {type(error).__name__}: {error}", flush=True)
+                print(table("so far", HEADERS, rows[-1:]), "\n", flush=True)
+    finally:
+        await llm.stop()
+        if options.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    title = (
+        f"streams: {options.tokens} tokens at {options.rate:.0f}/s after {options.ttft:.1f} s, "
+        "the bot as its own process"
+    )
+    print(table(title, HEADERS, rows))
+
+
+HEADERS = (
+    "platform",
+    "conversations",
+    "added latency to first text p50/p99",
+    "event to final p50/p99",
+    "final text exact",
+    "429s",
+    "calls/reply",
+    "bot CPU/reply",
+    "bot peak RSS",
+    "run",
+    "load average",
+    "added latency mean",
+)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int], float, Options]:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--platform", default="slack,telegram,discord")
+    parser.add_argument("--n", default="10,100", help="conversations (comma-separated sizes)")
+    parser.add_argument("--steady", type=float, default=0.0, help="conversations per second (0: at once)")
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--ttft", type=float, default=0.3)
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args(argv)
+    platforms = [p.strip() for p in args.platform.split(",") if p.strip()]
+    unknown = [p for p in platforms if p not in PLATFORMS]
+    if unknown:
+        parser.error(f"unknown platform: {', '.join(unknown)}")
+    options = Options(tokens=max(args.tokens, 12), rate=args.rate, ttft=args.ttft, keep=args.keep)
+    if options.keep is not None:
+        options.keep.mkdir(parents=True, exist_ok=True)
+    return platforms, [int(n) for n in args.n.split(",")], args.steady, options
+
+
+if __name__ == "__main__":
+    chosen_platforms, chosen_sizes, chosen_steady, chosen = parse_args()
+    asyncio.run(main(chosen_platforms, chosen_sizes, chosen_steady, chosen))
