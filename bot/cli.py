@@ -85,7 +85,7 @@ async def _discord_invite(settings: Settings) -> int:
 
 
 async def _chat(settings: Settings, *, fresh: bool) -> int:
-    async with open_core(settings) as core:
+    async with open_core(settings, warm_providers=True) as core:
         console = ConsoleAdapter(
             core.router, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, interactive=sys.stdin.isatty()
         )
@@ -115,6 +115,7 @@ async def _run(settings: Settings) -> int:
                 file=sys.stderr,
             )
             return EXIT_CONFIG
+        core.pool.warm_up()  # the provider SDKs, in a worker thread (see core/providers/pool.py)
         if not adapters:
             # Nothing but an LLM key, in a terminal: let a newcomer talk to the agent at once.
             print(
