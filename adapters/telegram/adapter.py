@@ -30,6 +30,7 @@ from adapters.telegram.inbound import PLATFORM, BotIdentity, ReplyChains, Target
 from adapters.telegram.limiter import FloodLimiter
 from adapters.telegram.poller import ALBUM_WAIT_S, BATCH_WAIT_S, Poller, in_album
 from adapters.telegram.report import send_announcement, send_report
+from adapters.telegram.request import AiohttpRequest
 from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.surface import DraftSupport, TelegramSurface, capabilities_for
 from core.adapter import PLATFORM_API, AdapterContext
@@ -100,7 +101,9 @@ class TelegramAdapter:
             settings.bot_token.get_secret_value(),
             base_url=settings.api_url,
             base_file_url=file_url_for(settings.api_url) or "https://api.telegram.org/file/bot",
-            request=HTTPXRequest(
+            # Every reply call on aiohttp (adapters/telegram/request.py); the one long poll stays on PTB's
+            # own transport.
+            request=AiohttpRequest(
                 connection_pool_size=settings.connection_pool_size, pool_timeout=POOL_TIMEOUT_S
             ),
             get_updates_request=HTTPXRequest(connection_pool_size=1),
