@@ -304,7 +304,8 @@ class DiscordDriver:
 
     def follow_up(self, turn: Turn, first: Turn) -> None:
         if self._one_channel:
-            raise NotImplementedError("follow-ups go to /ask conversations (one channel each)")
+            # One-channel runs (the storm) send first messages only; a follow-up needs its own channel.
+            raise ValueError("follow-ups need one channel per conversation (one_channel=False)")
         turn.key, turn.ref = first.key, first.ref
         turn.platform["channel"] = first.platform["channel"]
 

@@ -99,7 +99,8 @@ async def run(
         f"{rss:.0f} MB",
         f"{time.monotonic() - started:.0f} s (settled in {settle:.0f} s)",
         load_average(),
-    ) + ((f"{statistics.mean(first) * 1000:.0f} ms",) if first else ("-",))
+        f"{statistics.mean(first) * 1000:.0f} ms" if first else "-",
+    )
 
 
 async def main(platforms: Sequence[str], sizes: Sequence[int], steady: float, options: Options) -> None:

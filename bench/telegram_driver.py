@@ -127,7 +127,8 @@ class TelegramDriver:
 
     def follow_up(self, turn: Turn, first: Turn) -> None:
         if self._one_channel:
-            raise NotImplementedError("follow-ups go to private chats")
+            # One-group runs (the storm) send first messages only; a follow-up needs its private chat.
+            raise ValueError("follow-ups need one private chat per conversation (one_channel=False)")
         turn.platform["chat"] = first.platform["chat"]
         turn.key, turn.ref = first.key, first.ref
 

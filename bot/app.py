@@ -72,14 +72,11 @@ async def open_core(
     settings: Settings,
     extra_tools: Sequence[Tool] = (),
     providers: dict[str, Provider] | None = None,
-    *,
-    warm_providers: bool = False,
 ) -> AsyncIterator[Core]:
     """Open the store and build the core; closes everything on exit.
 
     `extra_tools` join the built-ins; `providers` replaces provider clients by name (benchmarks, plugins).
-    `warm_providers`: import the provider SDKs in a worker thread now (`bot run`, `bot chat`: a model
-    call follows), not on the event loop at the first message; commands that never call a model skip it.
+    Callers that go on to call a model (`bot run`, `bot chat`) start `core.pool.warm_up()`.
     """
     try:
         store = open_store(settings.database_url, pool_size=settings.database_pool_size)
@@ -89,8 +86,6 @@ async def open_core(
     counter = TokenCounter()
     await counter.warm()
     pool = ProviderPool(_credentials(settings), providers)
-    if warm_providers:
-        pool.warm_up()
     prices = PriceTable(settings.prices)
     sessions = SessionManager(store, counter)
     config = AgentConfig(

@@ -85,7 +85,8 @@ async def _discord_invite(settings: Settings) -> int:
 
 
 async def _chat(settings: Settings, *, fresh: bool) -> int:
-    async with open_core(settings, warm_providers=True) as core:
+    async with open_core(settings) as core:
+        core.pool.warm_up()  # the provider SDKs, in a worker thread (see core/providers/pool.py)
         console = ConsoleAdapter(
             core.router, stdin=sys.stdin, stdout=sys.stdout, stderr=sys.stderr, interactive=sys.stdin.isatty()
         )

@@ -8,16 +8,12 @@ the same chunks and the same ProviderError.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 import pytest
-from aiohttp import web
 
 from core.conversation import Message
 from core.providers.anthropic import _CUT_OFF, AnthropicProvider, _map_exception, _scrub, build_params
@@ -31,6 +27,8 @@ from core.providers.base import (
     ToolCallChunk,
     UsageChunk,
 )
+from tests.fakes import recorded_sse
+from tests.fakes.recorded_sse import Case, error_fields, split_bytes
 
 KEY = "sk-ant-test-SECRET-1234567890"
 REQUEST_ID = "req_fixed0123456789"
@@ -119,29 +117,6 @@ def end(stop_reason: str | None = "end_turn", output: int = 5, **usage: int) -> 
 
 def error_frame(error_type: str, message: str) -> bytes:
     return sse("error", {"type": "error", "error": {"type": error_type, "message": message}})
-
-
-@dataclass(frozen=True)
-class Case:
-    chunks: tuple[bytes, ...]  # written one by one, so these are the network chunk boundaries
-    abort: bool = False  # end by resetting the connection instead of a clean end of body
-    status: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @staticmethod
-    def of(*parts: bytes | list[bytes], abort: bool = False) -> Case:
-        flat: list[bytes] = []
-        for part in parts:
-            flat.extend(part if isinstance(part, list) else [part])
-        return Case(tuple(flat), abort=abort)
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-def split_bytes(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 UNICODE = "Grüße 👋🏽 — 日本語のテキスト, ça va? 🇫🇷"
@@ -322,48 +297,15 @@ CASES: dict[str, Case] = {
 # --- a server that writes the recorded bytes as they are ----------------------------------------------
 
 
-class RecordedServer:
+class RecordedServer(recorded_sse.RecordedServer):
     """Answers POST /v1/messages with the case named by the request's `model`."""
 
     def __init__(self) -> None:
-        self.port = 0
-        self._runner: web.AppRunner | None = None
+        super().__init__("/v1/messages", CASES, "request-id", REQUEST_ID)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/messages", self._messages)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _messages(self, request: web.Request) -> web.StreamResponse:
-        case = CASES[(await request.json())["model"]]
-        headers = {"request-id": REQUEST_ID, **dict(case.headers)}
-        if case.status != 200:
-            headers["content-type"] = "application/json"
-            return web.Response(status=case.status, body=case.body, headers=headers)
-        headers |= {"content-type": "text/event-stream", "cache-control": "no-cache"}
-        response = web.StreamResponse(headers=headers)
-        await response.prepare(request)
-        for chunk in case.chunks:
-            await response.write(chunk)
-            await asyncio.sleep(0)  # let each chunk go out on its own, so boundaries mostly survive
-        if case.abort and request.transport is not None:
-            request.transport.abort()
-            return response
-        await response.write_eof()
-        return response
+        return self.origin
 
 
 @pytest.fixture
@@ -381,10 +323,6 @@ Outcome = tuple[list[ProviderChunk], tuple[Any, ...] | None]
 
 def request(case_name: str) -> ProviderRequest:
     return ProviderRequest(case_name, "You are terse.", (Message.user("hi"),), max_tokens=256)
-
-
-def error_fields(error: ProviderError) -> tuple[Any, ...]:
-    return (error.message, error.retryable, error.retry_after, error.status, error.extra)
 
 
 async def fast_path(base_url: str, case_name: str, shared: AnthropicProvider | None = None) -> Outcome:

@@ -8,17 +8,14 @@ provider did before the fast path; both must give the same chunks and the same P
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import openai
 import pytest
-from aiohttp import web
 from openai.types.chat import ChatCompletionChunk
 
 from core.conversation import Message
@@ -33,6 +30,8 @@ from core.providers.base import (
 )
 from core.providers.openai import OpenAIProvider, _is_transport_error, _map_exception, _usage
 from core.providers.openai_stream import OpenAIStreamDecoder, StreamErrorFrame, _PartialCall, _tool_call
+from tests.fakes import recorded_sse
+from tests.fakes.recorded_sse import Case, error_fields, split_bytes
 
 KEY = "sk-test-SECRET-1234567890"
 REQUEST_ID = "req_fixed0123456789"
@@ -113,29 +112,6 @@ def end(reason: Any = "stop", used: Any = _ABSENT) -> list[bytes]:
 def error_frame(message: Any = "The server had an error", **fields: Any) -> bytes:
     error = {"message": message, "type": "server_error", "param": None, "code": None} | fields
     return frame({"error": error})
-
-
-@dataclass(frozen=True)
-class Case:
-    chunks: tuple[bytes, ...]  # written one by one, so these are the network chunk boundaries
-    abort: bool = False  # end by resetting the connection instead of a clean end of body
-    status: int = 200
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @staticmethod
-    def of(*parts: bytes | list[bytes], abort: bool = False) -> Case:
-        flat: list[bytes] = []
-        for part in parts:
-            flat.extend(part if isinstance(part, list) else [part])
-        return Case(tuple(flat), abort=abort)
-
-    @property
-    def body(self) -> bytes:
-        return b"".join(self.chunks)
-
-
-def split_bytes(data: bytes, size: int) -> list[bytes]:
-    return [data[i : i + size] for i in range(0, len(data), size)]
 
 
 def split_after_cr(data: bytes) -> list[bytes]:
@@ -401,57 +377,19 @@ ALL_CASES = {**CASES, **WRONG_SHAPES, **{name: case for name, (case, _) in LENIE
 # --- a server that writes the recorded bytes as they are ----------------------------------------------
 
 
-class RecordedServer:
+class RecordedServer(recorded_sse.RecordedServer):
     """Answers POST /v1/chat/completions with the case named by the request's `model`."""
 
     def __init__(self) -> None:
-        self.port = 0
-        self.peers: list[Any] = []  # the client address of each request (the same one: a reused connection)
-        self._runner: web.AppRunner | None = None
+        super().__init__("/v1/chat/completions", ALL_CASES, "x-request-id", REQUEST_ID)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.origin}/v1"
 
     @property
     def label(self) -> str:
         return f"the OpenAI-compatible server at 127.0.0.1:{self.port}"
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._completions)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _completions(self, request: web.Request) -> web.StreamResponse:
-        self.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
-        case = ALL_CASES[(await request.json())["model"]]
-        headers = {"x-request-id": REQUEST_ID, **dict(case.headers)}
-        if case.status != 200:
-            headers["content-type"] = "application/json"
-            return web.Response(status=case.status, body=case.body, headers=headers)
-        headers |= {"content-type": "text/event-stream", "cache-control": "no-cache"}
-        response = web.StreamResponse(headers=headers)
-        await response.prepare(request)
-        try:
-            for piece in case.chunks:
-                await response.write(piece)
-                await asyncio.sleep(0)  # let each chunk go out on its own, so boundaries mostly survive
-            if case.abort and request.transport is not None:
-                request.transport.abort()
-                return response
-            await response.write_eof()
-        except ConnectionResetError:
-            pass  # the client stopped reading after an error frame or [DONE]: nothing left to do
-        return response
 
 
 @pytest.fixture
@@ -470,10 +408,6 @@ _GENERATED_ID = re.compile(r"call_[0-9a-f]{24}")
 
 def request(case_name: str) -> ProviderRequest:
     return ProviderRequest(case_name, "You are terse.", (Message.user("hi"),), max_tokens=256)
-
-
-def error_fields(error: ProviderError) -> tuple[Any, ...]:
-    return (error.message, error.retryable, error.retry_after, error.status, error.extra)
 
 
 def comparable(outcome: Outcome) -> Outcome:

@@ -21,6 +21,7 @@ import jiter
 import orjson
 
 from core.providers.base import ProviderChunk, TextChunk, ToolCallChunk, UsageChunk
+from core.providers.sse_lines import SSELines
 
 # Content blocks whose `input_json_delta` fragments the SDK accumulates (and so may fail to parse).
 _INPUT_BLOCKS = frozenset({"tool_use", "server_tool_use"})
@@ -50,9 +51,8 @@ class AnthropicStreamDecoder:
         "_data",
         "_event",
         "_fragments",
+        "_lines",
         "_message_usage",
-        "_pending",
-        "_skip_lf",
         "_stop_reason",
         "finished",
         "stop_reason",
@@ -60,8 +60,7 @@ class AnthropicStreamDecoder:
     )
 
     def __init__(self) -> None:
-        self._pending = b""  # an incomplete line carried over to the next feed
-        self._skip_lf = False
+        self._lines = SSELines()
         self._event: str | None = None
         self._data: list[bytes] = []
         self._message_usage: dict[str, Any] | None = None  # None until message_start
@@ -73,17 +72,7 @@ class AnthropicStreamDecoder:
         self.usage = UsageChunk()
 
     def feed(self, data: bytes) -> Iterator[ProviderChunk]:
-        if self._skip_lf and data:  # the previous piece ended in CR: a LF here ends the same line
-            self._skip_lf = False
-            if data[:1] == b"\n":
-                data = data[1:]
-        if self._pending:
-            data = self._pending + data
-        if b"\r" in data:  # CRLF or bare CR line endings, which SSE allows (rare)
-            self._skip_lf = data[-1:] == b"\r"
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = data.split(b"\n")
-        self._pending = lines.pop()
+        lines = self._lines.split(data)
         out: list[ProviderChunk] = []
         try:
             # Inlined line handling: this loop runs three times per token, so calls are avoided.

@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from core.providers.base import TextChunk, ToolCallChunk
+from core.providers.sse_lines import SSELines
 
 _DONE = b"[DONE]"
 _STOP_REASONS = {
@@ -72,9 +73,8 @@ class OpenAIStreamDecoder:
         "_data",
         "_event",
         "_last_id",
-        "_pending",
+        "_lines",
         "_retry",
-        "_skip_lf",
         "done",
         "failure",
         "finish_reason",
@@ -82,8 +82,7 @@ class OpenAIStreamDecoder:
     )
 
     def __init__(self) -> None:
-        self._pending = b""  # an incomplete line carried over to the next feed
-        self._skip_lf = False
+        self._lines = SSELines()
         self._event: str | None = None
         self._data: list[bytes] = []  # raw data lines of the current event, UTF-8 not yet checked
         self._last_id = ""  # never reset between events (SSE spec, and the SDK)
@@ -98,17 +97,7 @@ class OpenAIStreamDecoder:
         """The text chunks of the frames `data` completes. If a frame fails, the chunks of the frames
         before it are returned and the error is left in `failure` (raise it after passing them on, as
         the SDK path yielded them before failing); stop feeding then."""
-        if self._skip_lf and data:  # the previous piece ended in CR: a LF here ends the same line
-            self._skip_lf = False
-            if data[:1] == b"\n":
-                data = data[1:]
-        if self._pending:
-            data = self._pending + data
-        if b"\r" in data:  # CRLF or bare CR line endings, which SSE allows (rare)
-            self._skip_lf = data[-1:] == b"\r"
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        lines = data.split(b"\n")
-        self._pending = lines.pop()
+        lines = self._lines.split(data)
         out: list[TextChunk] = []
         try:
             # Inlined line handling: this loop runs three times per token, so calls are avoided.
@@ -117,7 +106,7 @@ class OpenAIStreamDecoder:
                     if (
                         self._data or self._event or self._last_id or self._retry is not None
                     ) and self._dispatch(out):
-                        self._pending = b""  # [DONE]: the SDK reads no further
+                        self._lines.pending = b""  # [DONE]: the SDK reads no further
                         break
                 elif line[:5] == b"data:":
                     self._data.append(line[6:] if line[5:6] == b" " else line[5:])
@@ -130,9 +119,10 @@ class OpenAIStreamDecoder:
     def close(self) -> None:
         """The body ended without `[DONE]`. The event in progress is dropped, but its lines (and a
         last line without a line end) were decoded by the SDK, so invalid UTF-8 there still fails."""
-        for raw in (*self._data, self._pending):
+        for raw in (*self._data, self._lines.pending):
             raw.decode()
-        self._data, self._pending, self._event, self._retry = [], b"", None, None
+        self._data, self._event, self._retry = [], None, None
+        self._lines.pending = b""
 
     def _field(self, line: bytes) -> None:
         # Rare lines (comments, event names, ids, retries): handled exactly as the SDK does.

@@ -40,8 +40,11 @@ class ProviderPool:
     def warm_up(self, modules: Sequence[str] | None = None) -> None:
         """Start importing `modules` (default: the configured providers') in a worker thread (see the
         module docstring)."""
-        wanted = [MODULES[name] for name in MODULES if name not in self._providers and self.configured(name)]
-        wanted = list(modules) if modules is not None else wanted
+        if modules is None:
+            modules = [
+                MODULES[name] for name in MODULES if name not in self._providers and self.configured(name)
+            ]
+        wanted = list(modules)
         if wanted and self._warming is None:
             self._warming = asyncio.ensure_future(asyncio.to_thread(_import_all, wanted))
 

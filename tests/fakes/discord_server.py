@@ -17,7 +17,6 @@ import contextlib
 import json
 import re
 import secrets
-import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from tests.fakes import discord_wire as wire
 from tests.fakes.discord_files import FakeCdn
 from tests.fakes.discord_rest import BOT_TOKEN, Call, FakeRestApi, ForcedFailure, Interaction, Storm
 from tests.fakes.discord_wire import snowflake
+from tests.ports import serve_on_free_port
 
 __all__ = ["BOT_TOKEN", "FakeDiscord", "Interaction"]
 
@@ -105,11 +105,8 @@ class FakeDiscord(FakeRestApi):
             app.router.add_get(prefix + "/{channel_id}/{attachment_id}/{filename}", self.cdn.serve)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
+        self.port = await serve_on_free_port(self._runner)
         self.cdn.base_url = f"http://127.0.0.1:{self.port}"
-        await web.SockSite(self._runner, sock).start()
 
     async def stop(self) -> None:
         for session in self.sessions.values():

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections import deque
@@ -40,6 +39,7 @@ from tests.fakes.llm_wire import (
     openai_error_body,
     openai_frames,
 )
+from tests.ports import serve_on_free_port
 
 ProviderName = Literal["anthropic", "openai"]
 
@@ -210,10 +210,7 @@ class FakeLLMServer:
         app.on_response_prepare.append(_add_request_id)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
+        self.port = await serve_on_free_port(self._runner)
 
     async def stop(self) -> None:
         if self._runner is not None:
