@@ -109,6 +109,9 @@ class SlackDriver:
 
     def __init__(self, http_port: int) -> None:
         self._port = http_port
+        # Several bot processes (`bench/streams.py --workers`): events go to them in turn, as a load
+        # balancer in front of them would spread them.
+        self.worker_ports: list[int] = []
         self.fake: FakeSlack | None = None
         self._channels: list[str] = []
         self._undelivered: list[Turn] = []
@@ -132,6 +135,12 @@ class SlackDriver:
     @property
     def events_url(self) -> str:
         return f"http://127.0.0.1:{self._port}/slack/events"
+
+    def _events_url_for(self, turn: Turn) -> str:
+        if not self.worker_ports:
+            return self.events_url
+        port = self.worker_ports[turn.conversation % len(self.worker_ports)]
+        return f"http://127.0.0.1:{port}/slack/events"
 
     def env(self) -> dict[str, str]:
         return {
@@ -165,7 +174,7 @@ class SlackDriver:
         event_id = turn.platform.setdefault("event_id", f"Ev{turn.qid.upper()}")
         try:
             status, _ = await self._slack.post_event(
-                self.events_url, event, event_id=event_id, retry_num=retry
+                self._events_url_for(turn), event, event_id=event_id, retry_num=retry
             )
         except (aiohttp.ClientError, TimeoutError):
             status = 0

@@ -349,6 +349,8 @@ def base_env(llm: FakeLLMServer, database: Path, http_port: int) -> dict[str, st
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES) and k not in _INHERITED
     }
+    if bot_path := os.environ.get("BENCH_BOT_PYTHONPATH"):  # A/B a change in the bot process only
+        env["PYTHONPATH"] = bot_path
     return env | {
         "ANTHROPIC_API_KEY": "sk-ant-bench-secret-key",
         "ANTHROPIC_BASE_URL": llm.anthropic_base_url,
@@ -378,6 +380,12 @@ class BotProcess:
             self.process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "bot", "run", env=self.env, cwd=self.folder,
                 stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            )  # fmt: skip
+        if profile := os.environ.get("BENCH_PYSPY"):  # a path: sample the bot with py-spy until it exits
+            await asyncio.create_subprocess_exec(
+                "py-spy", "record", "--format", "raw", "--rate", "200", "--pid", str(self.process.pid),
+                "-o", f"{profile}.{self.starts}", stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
 
     def alive(self) -> bool:

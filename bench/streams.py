@@ -21,16 +21,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.delivery import PLATFORMS, Options, Stage, first_turns
-from bench.harness import load_average, percentile, table
+from bench.drivers import SlackDriver
+from bench.harness import BotProcess, Watch, base_env, load_average, percentile, table
 from tests.fakes.llm_server import FakeLLMServer
+from tests.pgserver import PostgresServer
+from tests.ports import free_port
 
 CLOCK_TICKS = 100  # /proc/<pid>/stat counts CPU time in clock ticks (USER_HZ, 100 on Linux)
 
@@ -59,17 +64,75 @@ def s(samples: Sequence[float]) -> str:
     return f"{percentile(samples, 0.5):.1f} / {percentile(samples, 0.99):.1f} s"
 
 
+@dataclass
+class WorkerStage(Stage):
+    """`--workers K`: K bot processes on one PostgreSQL database (the fleet), each with its own HTTP
+    port; Slack's events are spread over them as a load balancer in front of them would."""
+
+    workers: int = 2
+    database_url: str = ""
+    bots: list[BotProcess] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def running(self, conversations: int, *, one_channel: bool) -> AsyncIterator[Stage]:
+        assert isinstance(self.driver, SlackDriver), "workers: Slack over the Events API only"
+        await self.driver.start(conversations, one_channel=one_channel)
+        self.model.install()
+        for index in range(self.workers):
+            env = base_env(self.llm, self.database, free_port()) | self.driver.env()
+            env["DATABASE_URL"] = self.database_url
+            self.bots.append(BotProcess(env, self.run_folder, self.run_folder / f"bot-{index}.log"))
+        self.driver.worker_ports = [bot.port for bot in self.bots]
+        self.bot = self.bots[0]
+        self.watch = Watch(self.turns, self.driver.texts, self.model, self.options.poll_s)
+        try:
+            for bot in self.bots:
+                await bot.start()
+            for bot in self.bots:
+                await bot.ready()
+            self.watch.start()
+            yield self
+        finally:
+            await self.watch.stop()
+            for bot in self.bots:
+                await bot.kill()
+            self.llm.responder = None
+            await self.driver.stop()
+
+
+def bot_pids(stage: Stage) -> list[int]:
+    bots = stage.bots if isinstance(stage, WorkerStage) else [stage.bot]
+    return [bot.process.pid for bot in bots if bot is not None and bot.process is not None]
+
+
 async def run(
-    platform: str, n: int, steady: float, options: Options, llm: FakeLLMServer, folder: Path
+    platform: str,
+    n: int,
+    steady: float,
+    options: Options,
+    llm: FakeLLMServer,
+    folder: Path,
+    database_url: str = "",
+    workers: int = 1,
 ) -> tuple[str, ...]:
-    stage = Stage(platform, f"streams-{n}", options, llm, folder)
+    if workers > 1:
+        stage: Stage = WorkerStage(
+            platform,
+            f"streams-{n}-x{workers}",
+            options,
+            llm,
+            folder,
+            workers=workers,
+            database_url=database_url,
+        )
+    else:
+        stage = Stage(platform, f"streams-{n}", options, llm, folder)
     async with stage.running(n, one_channel=False):
-        assert stage.bot is not None and stage.bot.process is not None
-        pid = stage.bot.process.pid
+        pids = bot_pids(stage)
         driver = stage.driver
         turns = first_turns(stage, n)
         calls, limited = driver.reply_calls(), driver.rate_limited()
-        cpu = cpu_seconds(pid)
+        cpu = sum(cpu_seconds(pid) for pid in pids)
         started = time.monotonic()
         if steady:
             sends = []
@@ -80,8 +143,8 @@ async def run(
         else:
             await asyncio.gather(*(driver.send(t) for t in turns))
         settle = await stage.settle(turns)
-        used = cpu_seconds(pid) - cpu
-        rss = peak_rss_mb(pid)
+        used = sum(cpu_seconds(pid) for pid in pids) - cpu
+        rss = max(peak_rss_mb(pid) for pid in pids)  # per process
         verdicts = stage.verdicts(turns)
         made, served = driver.reply_calls() - calls, driver.rate_limited() - limited
     first = [t.first_text_at - t.sent_at - options.ttft for t in turns if t.first_text_at and t.sent_at]
@@ -89,7 +152,8 @@ async def run(
     exact = sum(v.exactly_once for v in verdicts)
     return (
         platform,
-        f"{n} at {steady:.0f}/s" if steady else f"{n} at once",
+        (f"{n} at {steady:.0f}/s" if steady else f"{n} at once")
+        + (f", {workers} workers" if workers > 1 else ""),
         ms(first),
         s(final),
         f"{100 * exact / n:.1f}%",
@@ -103,22 +167,30 @@ async def run(
     )
 
 
-async def main(platforms: Sequence[str], sizes: Sequence[int], steady: float, options: Options) -> None:
+async def main(
+    platforms: Sequence[str], sizes: Sequence[int], steady: float, options: Options, workers: int = 1
+) -> None:
     print(f"load average at start: {load_average()}", flush=True)
     folder = options.keep or Path(tempfile.mkdtemp(prefix="bench-streams-"))
     llm = FakeLLMServer()
     await llm.start()
+    postgres = PostgresServer() if workers > 1 else None
+    if postgres is not None:
+        await asyncio.to_thread(postgres.start)
     rows = []
     try:
         for platform in platforms:
             for n in sizes:
+                database_url = await asyncio.to_thread(postgres.new_database) if postgres else ""
                 try:
-                    rows.append(await run(platform, n, steady, options, llm, folder))
+                    rows.append(await run(platform, n, steady, options, llm, folder, database_url, workers))
                 except Exception as error:  # one run failing must not hide the others' numbers
                     print(f"{platform} N={n}: the run failed: {type(error).__name__}: {error}", flush=True)
                 print(table("so far", HEADERS, rows[-1:]), "\n", flush=True)
     finally:
         await llm.stop()
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
         if options.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
     title = (
@@ -144,7 +216,7 @@ HEADERS = (
 )
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int], float, Options]:
+def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int], float, Options, int]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -155,6 +227,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int],
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--ttft", type=float, default=0.3)
     parser.add_argument("--keep", type=Path)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="bot processes on one PostgreSQL database (Slack only)"
+    )
     args = parser.parse_args(argv)
     platforms = [p.strip() for p in args.platform.split(",") if p.strip()]
     unknown = [p for p in platforms if p not in PLATFORMS]
@@ -163,9 +238,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int],
     options = Options(tokens=max(args.tokens, 12), rate=args.rate, ttft=args.ttft, keep=args.keep)
     if options.keep is not None:
         options.keep.mkdir(parents=True, exist_ok=True)
-    return platforms, [int(n) for n in args.n.split(",")], args.steady, options
+    if args.workers > 1 and platforms != ["slack"]:
+        parser.error("--workers: Slack only (--platform slack)")
+    return platforms, [int(n) for n in args.n.split(",")], args.steady, options, max(args.workers, 1)
 
 
 if __name__ == "__main__":
-    chosen_platforms, chosen_sizes, chosen_steady, chosen = parse_args()
-    asyncio.run(main(chosen_platforms, chosen_sizes, chosen_steady, chosen))
+    chosen_platforms, chosen_sizes, chosen_steady, chosen, chosen_workers = parse_args()
+    asyncio.run(main(chosen_platforms, chosen_sizes, chosen_steady, chosen, chosen_workers))

@@ -30,6 +30,7 @@ from core.events import (
     TurnDone,
     TurnFailed,
 )
+from core.pacing import BudgetShare, InterimBudget
 from core.render import EditWriter
 from core.surface import AnswerStream, DeliveryError, Note, NoteKind, StreamClosed, Surface
 from core.textsplit import split_text
@@ -38,7 +39,8 @@ log = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
 EMPTY_ANSWER = "The model returned an empty answer."
-LASTING_NOTICES = ("step_limit", "interrupted")  # worth a line under the answer; the rest is transient
+# Worth a line under the answer; the rest is transient.
+LASTING_NOTICES = ("step_limit", "interrupted", "cut")
 SHOWN_TOOLS = 3  # tool lines kept in a transient status line
 STATUS_WAIT_S = 2.0  # how long the first write waits for the initial status call to settle
 STALE_RETRY = FinalRetry(deadline_s=120.0)  # removing what a killed process left: worth a retry or two
@@ -113,10 +115,12 @@ class Presenter:
         on_shown: OnShown | None = None,
         stale: Sequence[str] = (),
         after: asyncio.Future[None] | None = None,
+        budget: InterimBudget | None = None,
     ) -> None:
         """`stale`: messages an earlier attempt at this answer was shown in (a process killed mid-way);
         `remove_stale` deletes them once this answer has landed. `after`: done once the previous
-        answer in this conversation has been shown; the final text waits for it, to keep the order."""
+        answer in this conversation has been shown; the final text waits for it, to keep the order.
+        `budget`: the process's interim updates per second, shared with the other answers streaming."""
         self._surface = surface
         self._caps = surface.capabilities
         # Optional calls hold back under this conversation's 429s and under the platform's bot-wide ones.
@@ -134,6 +138,7 @@ class Presenter:
         self._writing = asyncio.Lock()  # held around every writer call: the pacer and the final sync
         self._pacer: asyncio.Task[None] | None = None
         self._last_show = -1e9
+        self._share = BudgetShare(budget)
         self._typing = _Typing()
         self._status_call: asyncio.Task[None] | None = None
         self._status_shown = False
@@ -292,7 +297,8 @@ class Presenter:
         """The one pacer: at most one interim update per `edit_interval_s`, holding back under pressure."""
         while True:
             await self._dirty.wait()
-            wait = max(self._last_show + self._caps.edit_interval_s - self._clock(), self._pressure.wait_s())
+            interval = self._share.interval(self._caps.edit_interval_s)
+            wait = max(self._last_show + interval - self._clock(), self._pressure.wait_s())
             if wait > 0:
                 await asyncio.sleep(wait)
             self._dirty.clear()
@@ -307,6 +313,7 @@ class Presenter:
         if not text.strip() and not status:
             return
         self._last_show = self._clock()
+        self._share.join()  # streaming from now on: later updates share the budget
         writer = segment.writer
         try:
             await optional(lambda: writer.show(text, status), "interim update", self._pressure)
@@ -432,6 +439,7 @@ class Presenter:
 
     async def _finish(self, text: str, notes: list[Note], *, empty_note: bool = False) -> None:
         self.outcome.kind = "answer"
+        self._share.leave()  # the final text is not an interim update
         self._typing_off()
         await self._stop_pacer()
         await self._status_settled()
@@ -510,6 +518,7 @@ class Presenter:
         return removed
 
     async def _close(self) -> None:
+        self._share.leave()
         self._typing_off()
         await self._stop_pacer()
         for task in (self._typing.task, self._status_call):

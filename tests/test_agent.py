@@ -26,7 +26,8 @@ def block_types(message: dict[str, Any]) -> list[str]:
 
 
 async def test_streams_text_in_order(llm_server: FakeLLMServer, settings_for: SettingsFor) -> None:
-    llm_server.script("anthropic", Reply.text("Hello there, teammate!", chunks=4))
+    # Apart in time: one delta each (text that arrives in one read is one delta).
+    llm_server.script("anthropic", Reply.text("Hello there, teammate!", chunks=4, delay_s=0.02))
     async with open_core(settings_for()) as core:
         events = await collect(core.router, "hi")
     deltas = of_type(events, TextDelta)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import pytest
 
 from core.providers.anthropic import AnthropicProvider
+from core.providers.base import ProviderChunk, ProviderError, TextChunk
 from core.providers.openai import OpenAIProvider
+from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.test_provider_openai import KEY, Provider, failure, request
 
 
@@ -63,3 +66,26 @@ async def test_a_closed_port_is_could_not_connect(kind: str) -> None:
     finally:
         await provider.aclose()
     assert error.retryable and error.message.startswith("could not connect to")
+
+
+@pytest.mark.parametrize("kind", ["openai", "anthropic"])
+async def test_an_answer_that_stalls_mid_stream_is_ended(kind: str, llm_server: FakeLLMServer) -> None:
+    # The first words at once, then silence: the stall watch (not a per-read timer) ends the stream.
+    stalls = Reply.text("first words then nothing", chunks=3, delay_s=30.0).with_(first_delay_s=0.0)
+    llm_server.script(kind, stalls)
+    provider: Provider = (
+        OpenAIProvider(KEY, llm_server.openai_base_url, timeout_s=0.4)
+        if kind == "openai"
+        else AnthropicProvider(KEY, llm_server.anthropic_base_url, timeout_s=0.4)
+    )
+    seen: list[ProviderChunk] = []
+    started = time.monotonic()
+    try:
+        with pytest.raises(ProviderError) as caught:
+            async for chunk in provider.stream(request()):
+                seen.append(chunk)
+    finally:
+        await provider.aclose()
+    assert seen == [TextChunk("first wo")]  # the first of 3 chunks
+    assert caught.value.retryable and "stopped sending the answer for 0.4s" in caught.value.message
+    assert time.monotonic() - started < 5.0  # ended by the watch, not by the 30 s pause ending

@@ -11,6 +11,8 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
@@ -29,7 +31,7 @@ from core.providers.base import (
     ToolSpec,
 )
 from core.providers.retry_after import retry_after_seconds
-from core.providers.transport import timed_out
+from core.providers.transport import StallWatch, timed_out
 
 _WIRE_KEY = "anthropic.wire"
 _PREFIX_KEY = "anthropic.prefix"
@@ -47,10 +49,12 @@ class AnthropicProvider:
         self._client: anthropic.AsyncAnthropic | None = None
         self._setup_error = ""
         self._secrets = [api_key] if api_key else []
+        self._timeout_s = timeout_s
         try:
             # max_retries=0: retry and fallback policy belongs to the core, not to the SDK.
-            # A short connect timeout so an unreachable host fails over quickly.
-            timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+            # A short connect timeout so an unreachable host fails over quickly. No read timeout: the
+            # wait for headers is bounded in `stream`, and the body's stalls by a StallWatch.
+            timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0), read=None)
             self._client = anthropic.AsyncAnthropic(
                 api_key=api_key,
                 base_url=base_url,
@@ -77,14 +81,21 @@ class AnthropicProvider:
         decoder = AnthropicStreamDecoder()
         started = False
         request_id: str | None = None
+        watch: StallWatch | None = None
         try:
             # The raw response, not `messages.stream`: the SDK still builds the request and maps HTTP
             # errors, but its per-event pydantic models cost ~0.5 ms a token, so we decode the body.
             create = self._client.messages.with_streaming_response.create
-            async with create(**params, stream=True) as response:
+            async with contextlib.AsyncExitStack() as body:
+                async with asyncio.timeout(self._timeout_s):  # until the headers
+                    response = await body.enter_async_context(create(**params, stream=True))
                 started = True
                 request_id = response.request_id
-                async for data in response.http_response.aiter_bytes():
+                http = response.http_response
+                watch = StallWatch(self._timeout_s, http.aclose)
+                body.push_async_callback(watch.aclose)
+                async for data in http.aiter_bytes():
+                    watch.saw_data()
                     for chunk in decoder.feed(data):
                         yield chunk
         except StreamErrorEvent as exc:
@@ -94,12 +105,16 @@ class AnthropicProvider:
             error.message = _scrub(error.message, self._secrets)
             raise error from exc
         except Exception as exc:
+            if watch is not None and watch.stalled:
+                raise watch.error("Anthropic") from exc
             mapped = _map_exception(exc, started, request.model)
             if mapped is None:
                 raise
             mapped.message = _scrub(mapped.message, self._secrets)
             raise mapped from exc
         if not decoder.finished:
+            if watch is not None and watch.stalled:
+                raise watch.error("Anthropic")
             raise ProviderError(_CUT_OFF, retryable=True)
         yield decoder.usage
         yield StopChunk(decoder.stop_reason)
@@ -237,6 +252,8 @@ def _map_exception(exc: Exception, started: bool, model: str) -> ProviderError |
         if timed_out(exc, isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException)):
             return ProviderError("Anthropic did not answer in time", retryable=True)
         return ProviderError("could not connect to Anthropic", retryable=True)
+    if isinstance(exc, TimeoutError) and not started:  # the headers did not come in time
+        return ProviderError("Anthropic did not answer in time", retryable=True)
     if isinstance(exc, TypeError) and "authentication" in str(exc):
         return ProviderError("no Anthropic API key is configured (set ANTHROPIC_API_KEY)")
     if isinstance(exc, anthropic.AnthropicError | ValueError | RuntimeError):

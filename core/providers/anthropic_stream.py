@@ -20,7 +20,7 @@ from typing import Any
 import jiter
 import orjson
 
-from core.providers.base import ProviderChunk, TextChunk, ToolCallChunk, UsageChunk
+from core.providers.base import ProviderChunk, ToolCallChunk, UsageChunk, append_text
 from core.providers.sse_lines import SSELines
 
 # Content blocks whose `input_json_delta` fragments the SDK accumulates (and so may fail to parse).
@@ -130,7 +130,7 @@ class AnthropicStreamDecoder:
             delta_type = delta.get("type")
             if delta_type == "text_delta":
                 if block.get("type") == "text" and (text := delta["text"]):
-                    out.append(TextChunk(text))
+                    append_text(out, text)
             elif delta_type == "input_json_delta" and block.get("type") in _INPUT_BLOCKS:
                 self._fragments.setdefault(position, []).append(delta["partial_json"])
             # thinking, signature and citation deltas carry nothing we pass on.

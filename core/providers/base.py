@@ -56,6 +56,17 @@ class StopChunk:
 ProviderChunk = TextChunk | ToolCallChunk | UsageChunk | StopChunk
 
 
+def append_text(out: list[TextChunk] | list[ProviderChunk], text: str) -> None:
+    """Add `text` to the chunks decoded from one network read, merged into a text chunk just before.
+    A read holds one token at light load but many when the bot is busy, and each chunk costs every
+    layer above (agent, router, presenter) the same: merging what arrived together keeps the cost per
+    read, not per token, exactly when it matters."""
+    if out and type(last := out[-1]) is TextChunk:
+        out[-1] = TextChunk(last.text + text)
+    else:
+        out.append(TextChunk(text))
+
+
 @dataclass
 class ProviderError(Exception):
     """A failed provider call. `message` is safe to show a user (no keys, no request bodies)."""

@@ -14,6 +14,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
@@ -37,7 +38,7 @@ from core.providers.base import (
 )
 from core.providers.openai_stream import OpenAIStreamDecoder, StreamErrorFrame
 from core.providers.retry_after import retry_after_seconds
-from core.providers.transport import timed_out
+from core.providers.transport import StallWatch, timed_out
 
 _WIRE_KEY = "openai.wire"
 _OFFICIAL_HOST = "api.openai.com"
@@ -52,12 +53,14 @@ class OpenAIProvider:
         self._client: openai.AsyncOpenAI | None = None
         self._setup_error: str | None = None
         self._secrets = [api_key] if api_key and api_key != "unused" else []
+        self._timeout_s = timeout_s
         self.label = "OpenAI"
         self.official = False
         try:
             # max_retries=0: retry and fallback policy belongs to the core, not to the SDK.
-            # A short connect timeout so an unreachable host fails over quickly.
-            timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+            # A short connect timeout so an unreachable host fails over quickly. No read timeout: the
+            # wait for headers is bounded in `stream`, and the body's stalls by a StallWatch.
+            timeout = httpx2.Timeout(timeout_s, connect=min(timeout_s, 10.0), read=None)
             self._client = openai.AsyncOpenAI(
                 api_key=api_key,
                 base_url=base_url,
@@ -91,24 +94,32 @@ class OpenAIProvider:
         tools = cast("list[ChatCompletionToolParam]", wire_tools(request.tools))
         decoder = OpenAIStreamDecoder()
         started = False
+        watch: StallWatch | None = None
         try:
             # The raw response, not the SDK's AsyncStream: the SDK still builds the request and maps HTTP
             # errors, but its pydantic model per token-sized chunk costs ~0.5 ms, so we decode the body.
             create = self._client.chat.completions.with_streaming_response.create
-            async with create(
-                model=request.model,
-                messages=messages,
-                tools=tools or openai.omit,
-                stream=True,
-                stream_options={"include_usage": True},
-                max_completion_tokens=request.max_tokens if self.official else openai.omit,
-                max_tokens=openai.omit if self.official else request.max_tokens,
-            ) as response:
+            async with contextlib.AsyncExitStack() as stack:
+                async with asyncio.timeout(self._timeout_s):  # until the headers
+                    response = await stack.enter_async_context(
+                        create(
+                            model=request.model,
+                            messages=messages,
+                            tools=tools or openai.omit,
+                            stream=True,
+                            stream_options={"include_usage": True},
+                            max_completion_tokens=request.max_tokens if self.official else openai.omit,
+                            max_tokens=openai.omit if self.official else request.max_tokens,
+                        )
+                    )
                 started = True
                 http = response.http_response
+                watch = StallWatch(self._timeout_s, http.aclose)
+                stack.push_async_callback(watch.aclose)
                 try:
                     body = http.aiter_bytes()
                     async for data in body:
+                        watch.saw_data()
                         for chunk in decoder.feed(data):
                             yield chunk
                         if decoder.failure is not None:
@@ -127,11 +138,15 @@ class OpenAIProvider:
         except Exception as exc:
             # After the finish chunk the answer is complete; a drop there only loses the usage chunk.
             if not (decoder.finish_reason and _is_transport_error(exc)):
+                if watch is not None and watch.stalled:
+                    raise watch.error(self.label) from exc
                 error = self._mapped(exc, started, request.model)
                 if error is None:
                     raise  # not an SDK or transport failure: our own bug, let it surface unchanged
                 raise error from exc
         if decoder.finish_reason is None:
+            if watch is not None and watch.stalled:
+                raise watch.error(self.label)
             raise ProviderError(f"the response stream from {self.label} was cut off", retryable=True)
         for call in decoder.tool_calls():
             yield call
@@ -274,6 +289,8 @@ def _map_exception(exc: Exception, started: bool, model: str, label: str) -> Pro
         if timed_out(exc, isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException)):
             return ProviderError(f"{label} did not answer in time", retryable=True)
         return ProviderError(f"could not connect to {label}", retryable=True)
+    if isinstance(exc, TimeoutError) and not started:  # the headers did not come in time
+        return ProviderError(f"{label} did not answer in time", retryable=True)
     if isinstance(exc, openai.APIError):  # an `{"error": ...}` frame inside the stream
         detail = _detail(exc.body)
         message = f"{label} reported an error mid-stream" + (f": {detail}" if detail else "")

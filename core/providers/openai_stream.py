@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from core.providers.base import TextChunk, ToolCallChunk
+from core.providers.base import TextChunk, ToolCallChunk, append_text
 from core.providers.sse_lines import SSELines
 
 _DONE = b"[DONE]"
@@ -181,10 +181,10 @@ class OpenAIStreamDecoder:
                 # A refusal is what the model says instead of an answer, so the user should see it.
                 content = delta.get("content")
                 if content:
-                    out.append(TextChunk(content))
+                    append_text(out, content)
                 refusal = delta.get("refusal")
                 if refusal:
-                    out.append(TextChunk(refusal))
+                    append_text(out, refusal)
                 fragments = delta.get("tool_calls")
                 if fragments:
                     for fragment in fragments:

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from core.providers.base import ProviderError
+from core.providers.base import ProviderChunk, ProviderError, TextChunk
 from tests.ports import serve_on_free_port
 
 
@@ -95,3 +95,15 @@ class RecordedServer:
         except ConnectionResetError:
             pass  # the client stopped reading after an error frame or [DONE]: nothing left to do
         return response
+
+
+def text_runs(chunks: list[ProviderChunk]) -> list[ProviderChunk]:
+    """Adjacent text chunks as one: the fast path merges the text of one network read
+    (`core.providers.base.append_text`), the SDKs yield a chunk per frame; the parity is in the text."""
+    out: list[ProviderChunk] = []
+    for chunk in chunks:
+        if isinstance(chunk, TextChunk) and out and isinstance(out[-1], TextChunk):
+            out[-1] = TextChunk(out[-1].text + chunk.text)
+        else:
+            out.append(chunk)
+    return out
