@@ -110,7 +110,17 @@ async def open_core(
         counter,
         budget,
     )
-    router = Router(store, sessions, agent, pool, policy, prices, settings.offered_models, budget.policy)
+    router = Router(
+        store,
+        sessions,
+        agent,
+        pool,
+        policy,
+        prices,
+        settings.offered_models,
+        budget.policy,
+        max_message_chars=settings.bot_max_message_chars,
+    )
     try:
         yield Core(settings, store, pool, router, agent, sessions, prices, budget)
     finally:

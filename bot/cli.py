@@ -5,17 +5,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from adapters.console.adapter import ConsoleAdapter
-from bot.app import open_core
-from bot.config import Settings, SettingsError, load_settings
-from bot.logs import setup_logging
+from bot.app import Core, open_core
+from bot.config import Settings, SettingsError, load_settings, log_format_hint
+from bot.logs import say, setup_logging
 from core.storage import StoreUnavailableError, describe_database
+
+if TYPE_CHECKING:
+    from bot.http import HttpServer
+    from bot.metrics import Metrics
+    from core.adapter import Adapter
 
 EXIT_CONFIG = 2
 
@@ -25,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bot",
         description="A self-hosted AI teammate for chat platforms. Settings: environment variables and .env.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser(
         "run", help="start every adapter whose credentials are configured (the console chat if none is)"
@@ -52,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def package_version() -> str:
+    """The installed teammate-bot version (pyproject.toml's, via the package metadata)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("teammate-bot")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed: run `make install`)"
+
+
 def _iso_date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -73,12 +92,12 @@ async def _discord_invite(settings: Settings) -> int:
     from adapters.discord.invite import InviteError, fetch_application_id, invite_url
 
     if not settings.discord.enabled:
-        print("config error: DISCORD_BOT_TOKEN is not set", file=sys.stderr)
+        say("config error: DISCORD_BOT_TOKEN is not set; add the bot token to .env", logging.ERROR)
         return EXIT_CONFIG
     try:
         application_id = await fetch_application_id(settings.discord)
     except InviteError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", logging.ERROR)
         return 1
     print(invite_url(application_id))
     return 0
@@ -95,11 +114,11 @@ async def _chat(settings: Settings, *, fresh: bool) -> int:
 
 
 async def _run(settings: Settings) -> int:
+    from bot.heap import freeze_start_up_heap
     from bot.http import HttpServer
     from bot.metrics import Metrics
     from bot.platforms import configured_adapters
-    from bot.scheduler import ReportConfig, ReportScheduler, report_destinations
-    from bot.serve import register_readiness, serve
+    from bot.serve import register_readiness
     from core.adapter import AdapterContext
 
     async with open_core(settings) as core:
@@ -110,19 +129,20 @@ async def _run(settings: Settings) -> int:
         if not adapters and not sys.stdin.isatty():
             # A service (container, systemd) with no platform would otherwise read EOF, exit and be
             # restarted in a loop: say what is missing instead.
-            print(
+            say(
                 "config error: no chat platform is configured: set SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN "
                 "or DISCORD_BOT_TOKEN (or use `bot chat` for the console)",
-                file=sys.stderr,
+                logging.ERROR,
             )
             return EXIT_CONFIG
-        core.pool.warm_up()  # the provider SDKs, in a worker thread (see core/providers/pool.py)
+        # The provider SDKs, in a worker thread (see core/providers/pool.py), then the heap they leave.
+        warm_up = partial(core.pool.warm_up, then=freeze_start_up_heap)
         if not adapters:
+            warm_up()
             # Nothing but an LLM key, in a terminal: let a newcomer talk to the agent at once.
-            print(
+            say(
                 "No chat platform is configured (SLACK_BOT_TOKEN, TELEGRAM_BOT_TOKEN, DISCORD_BOT_TOKEN); "
-                "opening the console chat.",
-                file=sys.stderr,
+                "opening the console chat."
             )
             console = ConsoleAdapter(
                 core.router,
@@ -137,29 +157,47 @@ async def _run(settings: Settings) -> int:
         metrics.instrument(core.router)
         http.add_route("GET", "/metrics", metrics.handler)
         register_readiness(http, core.store, adapters, core.router, core.pool)
-        names = ", ".join(adapter.name for adapter in adapters)
-        print(
-            f"Serving {names}; HTTP on {settings.http_host}:{settings.http_port};"
-            f" data in {describe_database(settings.database_url)}.",
-            file=sys.stderr,
-        )
-        destinations = report_destinations(settings, adapters)
-        reports = ReportScheduler(core.store, core.prices, ReportConfig.from_settings(settings), destinations)
-        if destinations:
-            core.budget.on_warning(reports.announce)
+        # Before the banner and the seconds of SDK imports: a port in use is a config error, at once.
+        await http.start()
+        warm_up()
         try:
-            await serve(
-                adapters,
-                core.router,
-                http,
-                reports,
-                stop=stop,
-                grace_s=settings.bot_shutdown_grace,
-                store=core.store,
-            )
-        except asyncio.CancelledError:
-            print("Shutting down.", file=sys.stderr)
+            await _serve(settings, core, adapters, http, stop, metrics)
+        finally:
+            await http.stop()  # serve stops it too; this covers a failure before serve runs
     return 0
+
+
+async def _serve(
+    settings: Settings,
+    core: Core,
+    adapters: list[Adapter],
+    http: HttpServer,
+    stop: asyncio.Event,
+    metrics: Metrics,
+) -> None:
+    from bot.scheduler import ReportConfig, ReportScheduler, report_destinations
+    from bot.serve import serve
+
+    names = ", ".join(adapter.name for adapter in adapters)
+    data = describe_database(settings.database_url)
+    say(f"Serving {names}; HTTP on {http.host}:{http.port}; data in {data}.")
+    destinations = report_destinations(settings, adapters)
+    reports = ReportScheduler(core.store, core.prices, ReportConfig.from_settings(settings), destinations)
+    if destinations:
+        core.budget.on_warning(reports.announce)
+    try:
+        await serve(
+            adapters,
+            core.router,
+            http,
+            reports,
+            stop=stop,
+            grace_s=settings.bot_shutdown_grace,
+            store=core.store,
+            observer=metrics,  # adapter restarts and up/down on /metrics
+        )
+    except asyncio.CancelledError:
+        say("Shutting down.")
 
 
 def _stop_on_sigterm() -> asyncio.Event:
@@ -187,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings()
     except SettingsError as error:
+        setup_logging("INFO", [], log_format_hint())  # JSON config errors under LOG_FORMAT=json too
         return _config_error(error)
     quiet = (args.command == "chat" and not args.verbose) or args.command == "report"
     setup_logging(
@@ -204,14 +243,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(settings))
     except KeyboardInterrupt:
         return 130
-    except SettingsError as error:  # e.g. an unusable DATABASE_URL, found when the store opens
+    except SettingsError as error:  # found only when starting: a port in use, say
         return _config_error(error)
     except StoreUnavailableError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", logging.ERROR)
         return 1
+    except BaseExceptionGroup as group:  # a task group that ended on a config error
+        found, rest = group.split(SettingsError)
+        if found is None or rest is not None:
+            raise
+        return _config_error(SettingsError(_lines_of(found)))
+
+
+def _lines_of(error: BaseException) -> list[str]:
+    if isinstance(error, BaseExceptionGroup):
+        return [line for inner in error.exceptions for line in _lines_of(inner)]
+    return error.lines if isinstance(error, SettingsError) else []
 
 
 def _config_error(error: SettingsError) -> int:
     for line in error.lines:
-        print(f"config error: {line}", file=sys.stderr)
+        say(f"config error: {line}", logging.ERROR)
     return EXIT_CONFIG

@@ -6,7 +6,9 @@ A bad value becomes one readable line naming the setting (see `load_settings`), 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,7 +16,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from adapters.discord.settings import DiscordSettings
 from adapters.slack.settings import SlackSettings
 from adapters.telegram.settings import TelegramSettings
+from core.inbound import DEFAULT_MAX_MESSAGE_CHARS
 from core.models import ModelId, Price, parse_model_id
+from core.storage import is_postgres_url, postgres_dsn_from_url, sqlite_path_from_url
+from core.storage.sqlite import MEMORY
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -25,6 +30,8 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 DEFAULT_ANTHROPIC_MODEL = "anthropic:claude-sonnet-5-5"
 DEFAULT_OPENAI_MODEL = "openai:gpt-5.4-mini"
+# What a provider's models need before they can answer (said in the config error).
+PROVIDER_CREDENTIALS = {"anthropic": "ANTHROPIC_API_KEY", "openai": "OPENAI_API_KEY (or OPENAI_BASE_URL)"}
 
 
 class SettingsError(Exception):
@@ -51,6 +58,8 @@ class Settings(BaseSettings):
     bot_max_steps: int = Field(8, ge=1, le=50)
     bot_max_output_tokens: int = Field(4096, ge=64, le=128_000)
     bot_context_tokens: int | None = Field(None, ge=2_000)
+    # Longer inbound messages are cut to this many characters (the user is told); commands too.
+    bot_max_message_chars: int = Field(DEFAULT_MAX_MESSAGE_CHARS, ge=100, le=1_000_000)
     bot_retry_attempts: int = Field(3, ge=1, le=10)
     bot_provider_timeout: float = Field(120.0, gt=0)
     bot_pricing: str = ""  # JSON: {"openai:my-model": {"input": 1, "output": 2, ...}} USD per million tokens
@@ -175,7 +184,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _a_model_is_usable(self) -> Settings:
-        if self.bot_model is None and not self.has_llm:
+        if not self.has_llm:
             raise ValueError(
                 "no LLM configured: set ANTHROPIC_API_KEY or OPENAI_API_KEY (or OPENAI_BASE_URL)"
             )
@@ -183,7 +192,15 @@ class Settings(BaseSettings):
 
     @property
     def has_llm(self) -> bool:
-        return bool(self.anthropic_api_key or self.openai_api_key or self.openai_base_url)
+        return any(self.provider_configured(provider) for provider in PROVIDER_CREDENTIALS)
+
+    def provider_configured(self, provider: str) -> bool:
+        """Mirrors ProviderPool.configured: a custom OpenAI base URL (Ollama, vLLM) needs no key."""
+        if provider == "anthropic":
+            return bool(self.anthropic_api_key)
+        if provider == "openai":
+            return bool(self.openai_api_key or self.openai_base_url)
+        return False
 
     @property
     def model(self) -> ModelId:
@@ -251,6 +268,19 @@ _SECTIONS: dict[str, tuple[type[BaseSettings], str]] = {
 }
 
 
+class _LogFormatOnly(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    log_format: str = "text"
+
+
+def log_format_hint() -> str:
+    """LOG_FORMAT when the settings as a whole failed to load, so config errors follow it too."""
+    try:
+        return "json" if _LogFormatOnly().log_format.strip().lower() == "json" else "text"
+    except Exception:  # an unreadable .env: the settings error says what is wrong
+        return "text"
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from env and .env; raises SettingsError with one line per bad value (all sections)."""
     lines: list[str] = []
@@ -267,6 +297,80 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**overrides)
     except ValidationError as error:
         lines += [_error_line(e) for e in error.errors(include_input=False)]
+    else:
+        lines += model_problems(settings) + database_problems(settings.database_url)
     if lines:
         raise SettingsError(lines)
     return settings
+
+
+def model_problems(settings: Settings) -> list[str]:
+    """Configured models whose provider has no credentials: refused at start, not on every message."""
+    configured = [p for p in PROVIDER_CREDENTIALS if settings.provider_configured(p)]
+    named = [("BOT_MODEL", settings.bot_model), ("BOT_FALLBACK_MODEL", settings.bot_fallback_model)]
+    named += [("BOT_MODELS", model) for model in settings.bot_models]
+    lines = []
+    for setting, raw in named:
+        if raw is None:
+            continue
+        model = parse_model_id(raw)  # already validated
+        if not settings.provider_configured(model.provider):
+            others = " or ".join(f"{p}:..." for p in configured)
+            lines.append(
+                f"{setting}: {model} needs {PROVIDER_CREDENTIALS[model.provider]}; set it, "
+                f"or choose a model of a configured provider ({others})"
+            )
+    return lines
+
+
+def database_problems(database_url: str) -> list[str]:
+    """What makes DATABASE_URL unusable, found before anything opens it; never quotes credentials."""
+    try:
+        if is_postgres_url(database_url):
+            return _postgres_problems(postgres_dsn_from_url(database_url))
+        path = sqlite_path_from_url(database_url)
+    except ValueError as error:
+        return [str(error)]
+    return [] if path == MEMORY else _sqlite_path_problems(path)
+
+
+def _postgres_problems(dsn: str) -> list[str]:
+    try:
+        hosts = urlsplit(dsn).netloc.rpartition("@")[2]
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return [f"DATABASE_URL: the host part of the PostgreSQL URL is malformed; {_PG_FORM}"]
+    for spec in hosts.split(","):  # asyncpg takes host1:5432,host2:5433
+        port = spec.rpartition("]")[2] if spec.startswith("[") else spec
+        port = port.rpartition(":")[2] if ":" in port else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            # Not quoted: with a mistyped URL the "port" can be part of the password.
+            return [f"DATABASE_URL: the port in the PostgreSQL URL is not a number 1-65535; {_PG_FORM}"]
+    return []
+
+
+_PG_FORM = (
+    "write postgresql://user:password@host:5432/dbname "
+    "(percent-encode : / @ # in the password, e.g. @ as %40)"
+)
+
+
+def _sqlite_path_problems(path: str) -> list[str]:
+    """A path that is a directory, or lies under a regular file, can never be a database file."""
+    file = Path(path)
+    try:
+        if file.is_dir():
+            return [
+                f"DATABASE_URL: {path} is a directory; name a file in it, "
+                f"e.g. sqlite:///{path.rstrip('/')}/bot.db"
+            ]
+        for parent in file.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return [
+                        f"DATABASE_URL: {parent} is a file, so no database can be created under it; "
+                        "choose another path, e.g. sqlite:///data/bot.db"
+                    ]
+                break
+    except OSError:  # e.g. no permission to look: opening the store says what is wrong
+        return []
+    return []

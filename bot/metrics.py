@@ -2,8 +2,9 @@
 
 `Metrics` owns its own CollectorRegistry, so several app instances (tests) never collide. It observes the
 event stream of every turn by wrapping `Router.handle` on the router instance (`instrument`), is the
-adapters' `PlatformObserver` (429s and failed replies by platform, passed in their `AdapterContext`), and
-serves `/metrics` on the bot's HTTP server (`handler`).
+adapters' `PlatformObserver` (429s and failed replies by platform, passed in their `AdapterContext`), the
+supervisor's `SupervisionObserver` (adapters failing and coming back, bot/serve.py), and serves `/metrics`
+on the bot's HTTP server (`handler`), with the standard process and Python collectors.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 
 from core.events import (
     TERMINAL_EVENTS,
@@ -39,6 +50,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # The standard process_* (CPU, memory, open fds), python_info and python_gc_* series.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.events_in = Counter(
             "bot_platform_events", "Platform events handed to the router", ["platform"], registry=r
         )
@@ -73,6 +88,27 @@ class Metrics:
             ["platform", "reason"],
             registry=r,
         )
+
+        self.adapter_restarts = Counter(
+            "bot_adapter_restarts",
+            "Adapters that failed and are being started again (bot/serve.py supervision)",
+            ["platform"],
+            registry=r,
+        )
+        self.adapter_running = Gauge(
+            "bot_adapter_up",
+            "1 once the adapter connected, 0 while it is down (failed, waiting to be restarted)",
+            ["platform"],
+            registry=r,
+        )
+
+    # --- bot.serve.SupervisionObserver: adapters failing and coming back -----------------------------
+
+    def adapter_restarting(self, platform: str) -> None:
+        self.adapter_restarts.labels(platform).inc()
+
+    def adapter_up(self, platform: str, up: bool) -> None:
+        self.adapter_running.labels(platform).set(1 if up else 0)
 
     # --- core.adapter.PlatformObserver: what the adapters report about their platform's API ---------
 

@@ -17,7 +17,7 @@ def configured_adapters(settings: Settings, context: AdapterContext) -> list[Ada
     if settings.telegram.enabled:
         from adapters.telegram.adapter import TelegramAdapter
 
-        adapters.append(TelegramAdapter(settings.telegram, context))
+        adapters.append(TelegramAdapter(settings.telegram, context, admins=settings.admin_users))
     if settings.discord.enabled:
         from adapters.discord.adapter import DiscordAdapter
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 from datetime import date
 from typing import TextIO
 
 from bot.config import Settings, SettingsError
+from bot.logs import say
 from core.models import PriceTable
 from core.storage import open_store
 
@@ -55,7 +56,7 @@ async def post_report(settings: Settings, day: date) -> int:
         adapters = configured_adapters(settings, AdapterContext(core.router, routes, settings.offered_models))
         destinations = report_destinations(settings, adapters)
         if not destinations:
-            print(f"config error: {NO_DESTINATION}", file=sys.stderr)
+            say(f"config error: {NO_DESTINATION}", logging.ERROR)
             return 2
         scheduler = ReportScheduler(
             core.store, core.prices, ReportConfig.from_settings(settings), destinations

@@ -8,6 +8,7 @@ failed turn still ends with an assistant message.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -47,7 +48,6 @@ from core.providers.base import (
 )
 from core.providers.failover import (
     AttemptFailed,
-    CallStarted,
     Chunk,
     RetryPolicy,
     StreamCutAfterOutput,
@@ -59,7 +59,7 @@ from core.storage.base import Store, ToolCallRecord, TurnRecord, TurnStatus
 from core.tokens import TokenCounter
 from core.tools.base import ToolContext
 from core.tools.registry import ToolRegistry
-from core.usage import UsageRecorder, format_cost
+from core.usage import UsageRecorder, format_cost, plural
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,16 @@ class _Step:
 
 
 @dataclass
+class _Call:
+    """The provider call in flight: enough to record it if it never reports its usage (cancelled)."""
+
+    model: ModelId
+    request: ProviderRequest
+    started: float = field(default_factory=time.perf_counter)
+    output: list[str] = field(default_factory=list)  # text and tool arguments streamed so far
+
+
+@dataclass
 class _Turn:
     """Per-turn state, so a cancel at any point knows what to store."""
 
@@ -102,6 +112,7 @@ class _Turn:
     input_tokens: int = 0
     output_tokens: int = 0
     cost: float | None = 0.0
+    call: _Call | None = None  # the provider call in flight, until its usage row is written
 
     def add_text(self, text: str) -> None:
         self.text += text
@@ -181,6 +192,7 @@ class Agent:
             await self._finish_failed(turn, error)
         except Exception:
             log.exception("turn %s failed", record.id)
+            await self._record_open_call(turn, "the turn failed inside the bot; tokens estimated", ok=False)
             await self._finish_failed(
                 turn, ProviderError("something went wrong inside the bot"), "internal_error"
             )
@@ -192,8 +204,8 @@ class Agent:
         if tokens <= limit:
             return None
         return (
-            f"Your message is too long for {turn.model}: about {tokens:,} tokens, and I can take about "
-            f"{limit:,}. Please shorten it or split it up."
+            f"Your message is too long for {turn.model}: about {plural(tokens, 'token')}, and I can take "
+            f"about {limit:,}. Please shorten it or split it up."
         )
 
     async def _loop(self, turn: _Turn) -> None:
@@ -216,7 +228,8 @@ class Agent:
             await self._sessions.append(turn.state, [assistant, results])
             turn.running_calls = []
             turn.step_text = ""
-        note = f"I stopped after {self.config.max_steps} tool steps (the step limit). Ask me to continue."
+        steps = plural(self.config.max_steps, "tool step")
+        note = f"I stopped after {steps} (the step limit). Ask me to continue."
         turn.emit(Notice("step_limit", note))
         await self._finish(turn, [Message.assistant(note)])
 
@@ -239,6 +252,7 @@ class Agent:
         turn.emit(TurnDone(turn.text, turn.input_tokens, turn.output_tokens, turn.cost, footer))
 
     async def _finish_cancelled(self, turn: _Turn, *, shutdown: bool = False) -> None:
+        await self._record_open_call(turn, "cancelled; tokens estimated")
         status: TurnStatus = "interrupted" if shutdown else "cancelled"
         if shutdown:
             marker = "[interrupted: the bot restarted]"
@@ -307,54 +321,100 @@ class Agent:
         Raises the last ProviderError (`StreamCutAfterOutput`, keeping the last attempt's text, if that
         attempt was cut after text) when every attempt failed."""
         step = _Step()
-        started = time.perf_counter()
         models = self._models(turn)
         events = stream_with_failover(
-            self._pool, models, lambda m: self._request(turn, m), self.config.retry, retry_after_text=True
+            self._pool, models, lambda m: self._open_call(turn, m), self.config.retry, retry_after_text=True
         )
         async for event in events:
-            if isinstance(event, CallStarted):
-                started = time.perf_counter()
-            elif isinstance(event, AttemptFailed):
+            if isinstance(event, AttemptFailed):
                 await self._on_attempt_failed(turn, event, step)
             elif isinstance(event, Chunk):
-                await self._on_chunk(turn, step, event, started)
+                await self._on_chunk(turn, step, event)
+        # A server that never reports usage (some OpenAI-compatible ones): the call still counts.
+        await self._record_open_call(turn, "no usage reported; tokens estimated")
         step.text = turn.step_text
         return step
 
-    async def _on_chunk(self, turn: _Turn, step: _Step, event: Chunk, started: float) -> None:
+    def _open_call(self, turn: _Turn, model: ModelId) -> ProviderRequest:
+        """The request of the next call, remembered as the call in flight (built just before sending)."""
+        request = self._request(turn, model)
+        turn.call = _Call(model, request)
+        return request
+
+    async def _on_chunk(self, turn: _Turn, step: _Step, event: Chunk) -> None:
         chunk = event.chunk
+        call = turn.call
         if isinstance(chunk, TextChunk):
+            if call is not None:
+                call.output.append(chunk.text)
             turn.add_text(chunk.text)
         elif isinstance(chunk, ToolCallChunk):
+            if call is not None:
+                call.output.append(chunk.name + chunk.raw_arguments)
             step.tool_calls.append(chunk)
         elif isinstance(chunk, UsageChunk):
-            report = await self._usage.record(
-                model=event.model,
-                usage=chunk,
-                inbound=turn.inbound,
-                session_id=turn.state.id,
-                latency_s=time.perf_counter() - started,
-            )
-            turn.input_tokens += chunk.input_tokens + chunk.cache_read_tokens + chunk.cache_write_tokens
-            turn.output_tokens += chunk.output_tokens
-            turn.cost = None if turn.cost is None or report.cost_usd is None else turn.cost + report.cost_usd
-            turn.emit(report)
+            await self._record_call(turn, event.model, chunk)
             if self._budget:
                 await self._budget.after_call()
         elif isinstance(chunk, StopChunk):
             step.stop_reason = chunk.reason
 
+    async def _record_call(
+        self,
+        turn: _Turn,
+        model: ModelId,
+        usage: UsageChunk,
+        error: str = "",
+        *,
+        ok: bool | None = None,
+        emit: bool = True,
+    ) -> None:
+        """Write the usage row of the call in flight and, with `emit` (a call of the answer, not of a
+        summary), count it in the turn and emit its report. The write is shielded: a cancel arriving now
+        (a /stop) must not lose the row, and the call is closed first so the cancel handler does not
+        record it twice."""
+        call, turn.call = turn.call, None
+        latency = time.perf_counter() - call.started if call is not None else 0.0
+        report = await asyncio.shield(
+            self._usage.record(
+                model=model,
+                usage=usage,
+                inbound=turn.inbound,
+                session_id=turn.state.id,
+                latency_s=latency,
+                error=error,
+                ok=ok,
+            )
+        )
+        if not emit:
+            return
+        turn.input_tokens += usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+        turn.output_tokens += usage.output_tokens
+        turn.cost = None if turn.cost is None or report.cost_usd is None else turn.cost + report.cost_usd
+        turn.emit(report)
+
+    async def _record_open_call(self, turn: _Turn, note: str, *, ok: bool = True, emit: bool = True) -> None:
+        """Record the call in flight, if any, with estimated tokens: its input as sent and the output
+        streamed so far (the provider reports usage only at the end of a stream). Never raises."""
+        call = turn.call
+        if call is None:
+            return
+        try:
+            await self._record_call(turn, call.model, self._estimate(call), note, ok=ok, emit=emit)
+        except Exception:  # the store is away: the turn must still close
+            log.warning("could not record the usage of turn %s's last call", turn.record.id, exc_info=True)
+
+    def _estimate(self, call: _Call) -> UsageChunk:
+        request, count = call.request, self._counter.count_text
+        tools = sum(
+            count(t.name) + count(t.description) + count(json.dumps(t.input_schema)) for t in request.tools
+        )
+        sent = count(request.system) + tools + sum(self._counter.count_message(m) for m in request.messages)
+        return UsageChunk(input_tokens=sent, output_tokens=count("".join(call.output)))
+
     async def _on_attempt_failed(self, turn: _Turn, event: AttemptFailed, step: _Step) -> None:
         # A failed attempt sent no usage chunk: it is recorded as a failed call with no tokens.
-        await self._usage.record(
-            model=event.model,
-            usage=UsageChunk(),
-            inbound=turn.inbound,
-            session_id=turn.state.id,
-            latency_s=event.latency_s,
-            error=event.error.message,
-        )
+        await self._record_call(turn, event.model, UsageChunk(), event.error.message, emit=False)
         if event.next_step != "give_up":  # the next attempt streams the whole step again
             step.tool_calls.clear()
             step.stop_reason = ""
@@ -421,24 +481,26 @@ class Agent:
         def request(model: ModelId) -> ProviderRequest:
             return ProviderRequest(model.name, SUMMARISE_INSTRUCTIONS, [Message.user(transcript)], (), 1024)
 
+        def opened(model: ModelId) -> ProviderRequest:
+            turn.call = _Call(model, request(model))
+            return turn.call.request
+
         parts: list[str] = []
-        started = time.perf_counter()
         events = stream_with_failover(
-            self._pool, self._models(turn), request, self.config.retry, retry_after_text=True
+            self._pool, self._models(turn), opened, self.config.retry, retry_after_text=True
         )
         async for event in events:
-            if isinstance(event, AttemptFailed) and event.discarded_text:
-                parts.clear()  # the cut attempt's words are void; the retry starts over
+            if isinstance(event, AttemptFailed):
+                await self._record_call(turn, event.model, UsageChunk(), event.error.message, emit=False)
+                if event.discarded_text:
+                    parts.clear()  # the cut attempt's words are void; the retry starts over
             elif isinstance(event, Chunk) and isinstance(event.chunk, TextChunk):
                 parts.append(event.chunk.text)
+                if turn.call is not None:
+                    turn.call.output.append(event.chunk.text)
             elif isinstance(event, Chunk) and isinstance(event.chunk, UsageChunk):
-                await self._usage.record(
-                    model=event.model,
-                    usage=event.chunk,
-                    inbound=turn.inbound,
-                    session_id=turn.state.id,
-                    latency_s=time.perf_counter() - started,
-                )
+                await self._record_call(turn, event.model, event.chunk, emit=False)
+        await self._record_open_call(turn, "no usage reported; tokens estimated", emit=False)
         return "".join(parts)
 
 

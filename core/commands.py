@@ -9,7 +9,7 @@ from datetime import date, timedelta
 
 from core.budget import BudgetPolicy, utc_now
 from core.inbound import InboundMessage
-from core.models import PriceTable, parse_model_id
+from core.models import ModelId, PriceTable, parse_model_id
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager
 from core.storage.base import Store
@@ -55,6 +55,7 @@ class Command:
     summary: str  # one line, <= 256 chars (Telegram's limit for command descriptions)
     usage: str
     handler: Handler
+    admin_only: bool = False  # kept out of everyone's command menu where the platform allows
 
 
 async def _new(ctx: CommandContext) -> str:
@@ -70,16 +71,28 @@ async def _model(ctx: CommandContext) -> str:
     current = state.record.model or ctx.default_model
     if not ctx.args:
         others = ", ".join(m for m in ctx.offered_models if m != current)
-        offered = f"\nAlso available: {others}" if others else ""
-        hint = "Switch with /model provider:name, or /model default."
-        return f"This conversation uses {current}.{offered}\n{hint}"
+        if not others:
+            return (
+                f"This conversation uses {current}. "
+                "No other model is offered (admins list them in BOT_MODELS)."
+            )
+        return (
+            f"This conversation uses {current}.\nAlso available: {others}\n"
+            "Switch with /model NAME, or /model default."
+        )
     if ctx.args.lower() in ("default", "reset"):
         await ctx.sessions.set_model(ctx.message.ref, None)
         return f"Back to the default model, {ctx.default_model}."
+    choices = f"Choose one of: {', '.join(ctx.offered_models)} (or /model default)."
     try:
-        model = parse_model_id(ctx.args)
+        model = _offered_by_name(ctx.args, ctx.offered_models) or parse_model_id(ctx.args)
     except ValueError as error:
-        return f"Cannot switch: {error}."
+        return f"Cannot switch: {error}. {choices}"
+    spelling = {m.lower(): m for m in ctx.offered_models}
+    if str(model).lower() in spelling:
+        model = parse_model_id(spelling[str(model).lower()])  # the spelling the bot was configured with
+    elif not ctx.is_admin:  # admins may try any model; everyone else picks from what the bot offers
+        return f"Cannot switch to {model}: this bot does not offer it. {choices}"
     if not ctx.pool.configured(model.provider):
         return f"Cannot switch to {model}: the {model.provider} provider is not configured on this bot."
     await ctx.sessions.set_model(ctx.message.ref, str(model))
@@ -87,6 +100,13 @@ async def _model(ctx: CommandContext) -> str:
         "" if ctx.prices.price_of(model) else " I do not know its price, so its cost is recorded as unknown."
     )
     return f"This conversation now uses {model}.{price_note}"
+
+
+def _offered_by_name(text: str, offered: tuple[str, ...]) -> ModelId | None:
+    """The offered model whose name (without its provider) is `text`, when exactly one is: `/model
+    llama3` for an offered `openai:llama3`, whose bare name alone would not say its provider."""
+    matches = [m for m in offered if m.partition(":")[2].lower() == text.strip().lower()]
+    return parse_model_id(matches[0]) if len(matches) == 1 else None
 
 
 async def _usage(ctx: CommandContext) -> str:
@@ -147,7 +167,9 @@ COMMANDS: tuple[Command, ...] = (
         "model", "Show or switch the model for this conversation", "model [provider:name|default]", _model
     ),
     Command("usage", "Your tokens and cost: today, 7 and 30 days", "usage", _usage),
-    Command("report", "Admins: the team's usage report for today or a date", "report [YYYY-MM-DD]", _report),
+    Command(
+        "report", "Admins: the team's usage report for today or a date", "report [YYYY-MM-DD]", _report, True
+    ),
     Command("stop", "Stop the answer in progress", "stop", _stop),
     Command("help", "What I can do and how to use me", "help", _help),
 )

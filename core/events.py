@@ -53,7 +53,7 @@ class UsageReport:
     cost_usd: float | None  # None: the model's price is unknown
 
 
-NoticeKind = Literal["retrying", "fallback", "compacted", "queued", "step_limit", "interrupted"]
+NoticeKind = Literal["retrying", "fallback", "compacted", "queued", "step_limit", "interrupted", "cut"]
 
 
 @dataclass(frozen=True, slots=True)

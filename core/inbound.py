@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from core.conversation import ImageBlock
+
+DEFAULT_MAX_MESSAGE_CHARS = 32_000  # BOT_MAX_MESSAGE_CHARS: longer inbound text is cut to this
+
+# What no store can keep: lone surrogates (invalid in UTF-8, refused by SQLite's and PostgreSQL's drivers)
+# and NUL (PostgreSQL text cannot hold it). Each becomes U+FFFD, as a decoder does with bytes it cannot read.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +61,36 @@ class InboundMessage:
     # Where the answer goes, in the adapter's own terms (opaque to the core): stored with the turn, so
     # the adapter can rebuild the reply surface after a restart (`Adapter.surface_for`).
     reply_address: str = ""
+
+
+def storable(text: str) -> str:
+    """`text` with what cannot be stored replaced by U+FFFD; a valid surrogate pair (a str built from
+    UTF-16 halves) is joined into its character. Returns `text` itself when it is already clean."""
+    if _UNSTORABLE.search(text) is None:
+        return text
+    if "\x00" in text:
+        text = text.replace("\x00", REPLACEMENT)
+    # UTF-16 keeps the halves as they are (surrogatepass); decoding joins pairs and replaces lone halves.
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def storable_message(message: InboundMessage) -> InboundMessage:
+    """`message` with every text field storable (see `storable`); the same object when nothing changed.
+    Ids are cleaned too: a platform never sends such ids, but a forged payload must not break an insert."""
+    ref, sender = message.ref, message.sender
+    clean = replace(
+        message,
+        ref=ConversationRef(*(storable(p) for p in (ref.platform, ref.workspace, ref.channel, ref.thread))),
+        sender=replace(sender, id=storable(sender.id), name=storable(sender.name)),
+        text=storable(message.text),
+        event_id=storable(message.event_id),
+        reply_address=storable(message.reply_address),
+    )
+    return message if clean == message else clean
+
+
+def cut_to(message: InboundMessage, max_chars: int) -> tuple[InboundMessage, int]:
+    """`message` with its text cut to `max_chars` characters, and the length it had (0: not cut)."""
+    if len(message.text) <= max_chars:
+        return message, 0
+    return replace(message, text=message.text[:max_chars]), len(message.text)

@@ -2,7 +2,9 @@
 
 Syntax: `provider:model`, e.g. `anthropic:claude-sonnet-5-5` or `openai:gpt-5.4-mini`. `openai:` also
 names any OpenAI-compatible server (Ollama, vLLM, llama.cpp) reached through OPENAI_BASE_URL. A bare
-`claude-*` or `gpt-*`/`o<digit>*` name is accepted and qualified for convenience.
+`claude-*` or `gpt-*`/`o<digit>*` name is accepted and qualified for convenience. A name is at most
+MAX_MODEL_ID_CHARS long and made of ASCII letters, digits and `. _ - : / @ +` (what the providers'
+model ids, Ollama tags and OpenAI-compatible servers use); nothing else reaches a provider or the store.
 """
 
 from __future__ import annotations
@@ -15,6 +17,15 @@ PROVIDERS = ("anthropic", "openai")
 _BARE_PREFIXES = (("claude", "anthropic"), ("gpt", "openai"), ("chatgpt", "openai"))
 _O_SERIES = re.compile(r"^o\d")
 _DATE_SUFFIX = re.compile(r"-(20\d{6}|\d{4}-\d{2}-\d{2}|latest)$")
+MAX_MODEL_ID_CHARS = 100
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]*")
+_SHOWN_CHARS = 40  # how much of a bad id an error message quotes
+
+
+def shown_id(text: str) -> str:
+    """`text` quoted for an error message, cut short: a refusal never echoes a huge or odd input."""
+    short = text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 1] + "…"
+    return repr(short)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,25 +42,42 @@ def parse_model_id(raw: str) -> ModelId:
     text = raw.strip()
     if not text:
         raise ValueError("model id is empty; use provider:model, e.g. anthropic:claude-sonnet-5-5")
+    if len(text) > MAX_MODEL_ID_CHARS:
+        raise ValueError(
+            f"model id {shown_id(text)} is {len(text):,} characters long; the limit is {MAX_MODEL_ID_CHARS}"
+        )
     provider, sep, name = text.partition(":")
     if sep:
         provider = provider.strip().lower()
         name = name.strip()
         if provider not in PROVIDERS:
             raise ValueError(
-                f"unknown provider {provider!r} in {text!r}; use one of {', '.join(PROVIDERS)} "
-                "(openai: also covers OpenAI-compatible servers)"
+                f"unknown provider {shown_id(provider)} in {shown_id(text)}; use one of "
+                f"{', '.join(PROVIDERS)} (openai: also covers OpenAI-compatible servers)"
             )
         if not name:
-            raise ValueError(f"model name missing in {text!r}")
-        return ModelId(provider, name)
+            raise ValueError(f"model name missing in {shown_id(text)}")
+        return ModelId(provider, _checked_name(name))
     lowered = text.lower()
     for prefix, inferred in _BARE_PREFIXES:
         if lowered.startswith(prefix):
-            return ModelId(inferred, text)
+            return ModelId(inferred, _checked_name(text))
     if _O_SERIES.match(lowered):
-        return ModelId("openai", text)
-    raise ValueError(f"cannot tell the provider of {text!r}; write it as anthropic:{text} or openai:{text}")
+        return ModelId("openai", _checked_name(text))
+    if _NAME.fullmatch(text) is None:
+        _checked_name(text)  # says what is wrong with the characters
+    raise ValueError(
+        f"cannot tell the provider of {shown_id(text)}; write it as anthropic:{text} or openai:{text}"
+    )
+
+
+def _checked_name(name: str) -> str:
+    if _NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"model name {shown_id(name)} has characters a model name cannot have; use letters, digits "
+            "and . _ - : / @ +"
+        )
+    return name
 
 
 @dataclass(frozen=True, slots=True)

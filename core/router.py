@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -21,11 +21,29 @@ from core.budget import BudgetPolicy
 from core.commands import CommandContext, ParsedCommand, parse_command, run_command
 from core.conversation import Message, tool_names_since_last_question
 from core.delivery import Pressure
-from core.events import TERMINAL_EVENTS, AgentEvent, CommandReply, Notice, Refused, TurnDone, TurnFailed
-from core.inbound import ConversationRef, InboundMessage, Sender
+from core.events import (
+    TERMINAL_EVENTS,
+    AgentEvent,
+    CommandReply,
+    Notice,
+    NoticeKind,
+    Refused,
+    TurnDone,
+    TurnFailed,
+)
+from core.inbound import (
+    DEFAULT_MAX_MESSAGE_CHARS,
+    ConversationRef,
+    InboundMessage,
+    Sender,
+    cut_to,
+    storable_message,
+)
 from core.links import MessageLinks
 from core.locks import KeyedLocks
+from core.logcontext import bind
 from core.models import PriceTable
+from core.pacing import DEFAULT_INTERIM_UPDATES_PER_S, InterimBudget
 from core.present import Outcome, Presenter
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager, SessionState
@@ -40,6 +58,8 @@ INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]
 EMPTY_REPLY = "I got an empty message. Ask me anything, or send /help."
 # Answers older than this that were never shown are not posted after a restart: too late to matter.
 REDELIVER_WITHIN = timedelta(hours=6)
+# The notice kind of "your message was cut": a lasting one, shown under the answer.
+CUT_NOTICE: NoticeKind = "cut"
 
 # Builds the reply surface of a stored turn (its conversation and the adapter's reply address).
 SurfaceFor = Callable[[ConversationRef, str], Surface]
@@ -59,6 +79,7 @@ class Admission:
     state: SessionState | None = None
     command: ParsedCommand | None = None
     reply: AgentEvent | None = None
+    cut_from: int = 0  # the length the text had before it was cut to the size cap (0: not cut)
 
     @property
     def duplicate(self) -> bool:
@@ -76,6 +97,8 @@ class Router:
         prices: PriceTable,
         offered_models: tuple[str, ...] = (),
         budget: BudgetPolicy | None = None,
+        max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+        interim_updates_per_s: float = DEFAULT_INTERIM_UPDATES_PER_S,
     ) -> None:
         self._store = store
         self._sessions = sessions
@@ -85,10 +108,13 @@ class Router:
         self._prices = prices
         self._offered = offered_models
         self._budget = budget or BudgetPolicy()
+        self._max_chars = max_message_chars
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True  # False while draining for shutdown: new messages are turned away
         self._arrivals = KeyedLocks()
         self._pressure: dict[str, Pressure] = {}
+        # Interim updates per second for every answer streaming in this process (see core/pacing.py).
+        self.interim = InterimBudget(interim_updates_per_s)
         self._showing: dict[str, asyncio.Future[None]] = {}  # conversation key -> last answer being shown
         self._observer: EventObserver | None = None
         self.links = MessageLinks(store)  # conversations of platform messages (Telegram reply chains)
@@ -112,6 +138,7 @@ class Router:
             presenter = Presenter(
                 surface,
                 pressure=self.pressure(turn.ref.platform),
+                budget=self.interim,
                 on_shown=partial(self._store.add_shown_message, turn.id),
                 after=previous,
             )
@@ -153,7 +180,12 @@ class Router:
 
     async def admit(self, message: InboundMessage) -> Admission:
         """Decide what `message` is and, for a conversation turn, store it with the event's claim in one
-        transaction (so a crash never leaves a claimed event unanswered). Never raises."""
+        transaction (so a crash never leaves a claimed event unanswered). Never raises.
+
+        The one door every adapter goes through, so inbound text is made safe here, before anything is
+        claimed or stored: cut to the size cap, and what no store can hold replaced (see `storable`)."""
+        message, cut_from = cut_to(message, self._max_chars)
+        message = storable_message(message)
         if message.sender.is_bot:
             return Admission(message)  # never answer bots (our own echoes included): no loops
         if not self.accepting:
@@ -162,7 +194,11 @@ class Router:
         # One conversation's messages are claimed and stored one at a time, in the order they arrived:
         # turns run in the order they were stored (in the whole fleet, on a shared store).
         async with self._arrivals.hold(message.ref.key):
-            return await self._admit(message)
+            admission = await self._admit(message)
+        if cut_from:
+            log.info("event %s: text of %d characters cut to %d", message.event_id, cut_from, self._max_chars)
+            admission = replace(admission, cut_from=cut_from)
+        return admission
 
     async def _admit(self, message: InboundMessage) -> Admission:
         refusal = self._policy.refusal(message)
@@ -211,6 +247,8 @@ class Router:
     async def _events(self, admission: Admission) -> AsyncIterator[AgentEvent]:
         message = admission.message
         if admission.turn is not None and admission.state is not None:
+            if admission.cut_from:
+                yield Notice(CUT_NOTICE, cut_notice(self._max_chars, admission.cut_from))
             async for event in self._converse(message, admission.state, admission.turn):
                 yield event
         elif admission.command is not None:
@@ -262,6 +300,8 @@ class Router:
         *,
         resume: bool = False,
     ) -> None:
+        # This task is the turn's: every line logged on its way carries where it belongs.
+        bind(platform=message.ref.platform, conversation=message.ref.key, turn_id=record.id)
         try:
             # One turn at a time per conversation, in arrival order (in the fleet: in turn order).
             async with self._sessions.turn_slot(state, record):
@@ -352,6 +392,7 @@ class Router:
                 presenter = Presenter(
                     surface,
                     pressure=self.pressure(turn.ref.platform),
+                    budget=self.interim,
                     on_shown=partial(self._store.add_shown_message, turn.id),
                     stale=turn.shown,  # what the killed process had shown of this answer
                     after=previous,
@@ -396,6 +437,13 @@ class Router:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self.links.flush()
+
+
+def cut_notice(limit: int, length: int) -> str:
+    return (
+        f"Your message was {length:,} characters long, more than the {limit:,} I take, so I read only the "
+        f"first {limit:,}. Send the rest in another message if it matters."
+    )
 
 
 def _inbound_of(turn: TurnRecord) -> InboundMessage:

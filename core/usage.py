@@ -1,4 +1,6 @@
-"""Accounting: one usage row per provider call, and the caller's usage summary."""
+"""Accounting: one usage row per provider call, and the caller's usage summary.
+
+Also the small wording helpers every usage text in the core uses (`format_cost`, `plural`)."""
 
 from __future__ import annotations
 
@@ -26,7 +28,10 @@ class UsageRecorder:
         session_id: int | None,
         latency_s: float,
         error: str = "",
+        ok: bool | None = None,
     ) -> UsageReport:
+        """Store one call's row. `error` is the failure; `ok` defaults to "no error" and may be set to
+        keep a note in `error` for a call that did not fail (a cancelled call whose tokens are estimated)."""
         cost = self.prices.cost(
             model,
             input_tokens=usage.input_tokens,
@@ -51,7 +56,7 @@ class UsageRecorder:
                 cache_write_tokens=usage.cache_write_tokens,
                 cost_usd=cost,
                 latency_ms=latency_s * 1000,
-                ok=not error,
+                ok=not error if ok is None else ok,
                 error=error,
             )
         )
@@ -72,14 +77,27 @@ def format_cost(cost: float | None) -> str:
     return f"${cost:.4f}" if cost < 1 else f"${cost:,.2f}"
 
 
+def plural_word(count: int, noun: str, plural_noun: str = "") -> str:
+    """`noun` as it goes with `count`: "call" for 1, "calls" otherwise (`plural_noun` when not +s)."""
+    return noun if count == 1 else plural_noun or f"{noun}s"
+
+
+def plural(count: int, noun: str, plural_noun: str = "") -> str:
+    """ "1 call", "2 calls", "1,200 tokens"."""
+    return f"{count:,} {plural_word(count, noun, plural_noun)}"
+
+
 def _period_line(label: str, rows: list[UsageTotals]) -> str:
     tokens_in = sum(r.input_tokens + r.cache_read_tokens + r.cache_write_tokens for r in rows)
     tokens_out = sum(r.output_tokens for r in rows)
     cost = sum(r.cost_usd for r in rows)
     unpriced = sum(r.unpriced_calls for r in rows)
     calls = sum(r.calls for r in rows)
-    extra = f" (+{unpriced} calls at unknown prices)" if unpriced else ""
-    return f"{label}: {calls} calls, {tokens_in:,} in / {tokens_out:,} out tokens, {format_cost(cost)}{extra}"
+    extra = f" (+{plural(unpriced, 'call')} at unknown prices)" if unpriced else ""
+    return (
+        f"{label}: {plural(calls, 'call')}, {tokens_in:,} in / {tokens_out:,} out tokens,"
+        f" {format_cost(cost)}{extra}"
+    )
 
 
 async def usage_summary(
@@ -100,5 +118,5 @@ async def usage_summary(
     for row in month:
         cost = format_cost(row.cost_usd) if row.unpriced_calls < row.calls else "unknown price"
         tokens = row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens
-        lines.append(f"• {row.model}: {row.calls} calls, {tokens:,} tokens, {cost}")
+        lines.append(f"• {row.model}: {plural(row.calls, 'call')}, {plural(tokens, 'token')}, {cost}")
     return "\n".join(lines)

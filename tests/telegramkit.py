@@ -59,7 +59,7 @@ async def running_bot(
     async with open_core(settings) as core:
         observer = RecordingObserver()
         context = AdapterContext(core.router, http, settings.offered_models, observer=observer)
-        adapter = TelegramAdapter(telegram_settings(fake, **values), context)
+        adapter = TelegramAdapter(telegram_settings(fake, **values), context, admins=settings.admin_users)
         await http.start()
         task = asyncio.create_task(adapter.run())
         try:

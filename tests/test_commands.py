@@ -82,7 +82,8 @@ async def test_model_show_switch_and_reset(llm_server: FakeLLMServer, settings_f
 async def test_model_switch_needs_a_configured_provider(
     llm_server: FakeLLMServer, settings_for: SettingsFor
 ) -> None:
-    async with open_core(settings_for(openai_api_key=None, openai_base_url=None)) as core:
+    settings = settings_for(openai_api_key=None, openai_base_url=None, admin_users="alice")
+    async with open_core(settings) as core:  # an admin may name any model: still refused
         text = reply(await collect(core.router, "/model openai:gpt-5.4"))
     assert "not configured" in text
 
@@ -91,7 +92,7 @@ async def test_unknown_model_name_fails_with_a_clear_message(
     llm_server: FakeLLMServer, settings_for: SettingsFor
 ) -> None:
     llm_server.unknown_models = {"claude-nonexistent"}
-    async with open_core(settings_for()) as core:
+    async with open_core(settings_for(admin_users="alice")) as core:  # admins may try any model
         switched = reply(await collect(core.router, "/model anthropic:claude-nonexistent"))
         events = await collect(core.router, "hi")
     assert "do not know its price" in switched
@@ -108,8 +109,8 @@ async def test_usage_reports_the_callers_usage(llm_server: FakeLLMServer, settin
         mine = reply(await collect(core.router, "/usage"))
         other = reply(await collect(core.router, "/usage", user="bob"))
     assert "no recorded usage" in empty
-    assert "Today (UTC): 1 calls, 1,200 in / 300 out tokens, $0.0054" in mine
-    assert "anthropic:claude-sonnet-5-5: 1 calls, 1,500 tokens" in mine
+    assert "Today (UTC): 1 call, 1,200 in / 300 out tokens, $0.0054" in mine
+    assert "anthropic:claude-sonnet-5-5: 1 call, 1,500 tokens" in mine
     assert "no recorded usage" in other
 
 

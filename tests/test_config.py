@@ -22,7 +22,12 @@ def test_default_model_follows_the_configured_key() -> None:
 
 
 def test_lists_are_comma_separated() -> None:
-    s = settings(anthropic_api_key="a", allowed_users="slack:U1, telegram:42,,", bot_models="openai:gpt-5.4")
+    s = settings(
+        anthropic_api_key="a",
+        openai_api_key="o",
+        allowed_users="slack:U1, telegram:42,,",
+        bot_models="openai:gpt-5.4",
+    )
     assert s.allowed_users == ["slack:U1", "telegram:42"]
     assert s.offered_models == ("anthropic:claude-sonnet-5-5", "openai:gpt-5.4")
 

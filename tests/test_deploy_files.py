@@ -8,7 +8,9 @@ also run in `make lint`).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -23,6 +25,7 @@ import yaml
 from bot.config import Settings
 from bot.http import HttpServer
 from core.storage import is_postgres_url, sqlite_path_from_url
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -114,16 +117,29 @@ def test_dockerfile_runs_as_a_non_root_user_with_the_k8s_uid() -> None:
         assert str(pod["runAsUser"]) == user
 
 
-def test_dockerfile_installs_dependencies_in_a_layer_before_the_source() -> None:
+def test_dockerfile_installs_the_locked_dependencies_in_a_layer_before_the_source() -> None:
     steps = dockerfile_instructions()
     copies = [i for i, (name, _) in enumerate(steps) if name == "COPY"]
-    first_copy = steps[copies[0]][1]
-    assert first_copy.split()[0] == "pyproject.toml"
+    # The lock alone: the dependency layer is rebuilt only when the pins change.
+    assert steps[copies[0]][1] == "requirements.lock ./"
     source_copy = next(i for i in copies if steps[i][1].split()[0] in ("bot", "core", "adapters", "."))
     dependency_install = next(i for i, (n, a) in enumerate(steps) if n == "RUN" and "pip install" in a)
     assert copies[0] < dependency_install < source_copy
+    locked = shlex.split(steps[dependency_install][1])
+    assert {"--require-hashes", "--no-deps"} <= set(locked)
+    assert locked[locked.index("-r") + 1] == "requirements.lock"
     package_install = [a for n, a in steps[source_copy:] if n == "RUN" and "pip install" in a]
     assert package_install and "--no-deps" in package_install[0]
+    assert "pip check" in package_install[0]  # a lock that no longer satisfies pyproject.toml fails the build
+
+
+def test_dockerfile_copies_only_what_the_build_context_keeps() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    sources = [word for args in instruction_args("COPY") for word in shlex.split(args)[:-1]]
+    assert {"requirements.lock", "pyproject.toml", "README.md", "LICENSE"} <= set(sources)
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert source not in ignored and f"{source}/" not in ignored
 
 
 def test_dockerfile_healthcheck_hits_healthz_on_the_default_port() -> None:
@@ -203,8 +219,43 @@ def test_compose_mounts_a_named_volume_on_the_data_dir() -> None:
 def test_compose_publishes_the_http_port_and_checks_health() -> None:
     bot = compose()["services"]["bot"]
     assert any(with_defaults(str(port)).endswith(f":{DEFAULT_PORT}") for port in bot["ports"])
-    test = " ".join(bot["healthcheck"]["test"])
-    assert f"127.0.0.1:{DEFAULT_PORT}/healthz" in test
+    command = bot["healthcheck"]["test"]
+    assert command[0] == "CMD" and command[1] == "python"
+    test = " ".join(command)
+    assert "127.0.0.1:" in test and "/healthz" in test
+    assert f"'HTTP_PORT', '{DEFAULT_PORT}'" in test  # the image's default when .env does not set it
+
+
+def healthchecks() -> dict[str, list[str]]:
+    """The Dockerfile's and the compose file's health check commands, as argv lists."""
+    (docker,) = instruction_args("HEALTHCHECK")
+    compose_test = compose()["services"]["bot"]["healthcheck"]["test"]
+    return {"dockerfile": json.loads(docker.split(" CMD ", 1)[1]), "compose": compose_test[1:]}
+
+
+async def exit_code(argv: list[str], http_port: int) -> int:
+    python = [sys.executable if argv[0] == "python" else argv[0], *argv[1:]]
+    process = await asyncio.create_subprocess_exec(
+        *python,
+        env={**os.environ, "HTTP_PORT": str(http_port)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    return await process.wait()
+
+
+@pytest.mark.parametrize("where", ["dockerfile", "compose"])
+async def test_healthcheck_follows_http_port(where: str) -> None:
+    # The command really runs, against the bot's HTTP server on a port other than the default.
+    argv = healthchecks()[where]
+    server = HttpServer("127.0.0.1", 0)
+    await server.start()
+    try:
+        assert server.port != DEFAULT_PORT
+        assert await exit_code(argv, server.port) == 0
+    finally:
+        await server.stop()
+    assert await exit_code(argv, free_port()) != 0  # nothing listens there: unhealthy
 
 
 def test_compose_bot_can_be_scaled_without_a_fixed_host_port() -> None:
@@ -425,10 +476,10 @@ def test_make_lint_validates_every_k8s_manifest() -> None:
     assert linted == set(K8S_FILES)
 
 
-@pytest.mark.parametrize("path", K8S_FILES, ids=lambda p: str(p.relative_to(K8S)))
-def test_kubernetes_validate_strict_passes(path: Path) -> None:
+def test_kubernetes_validate_strict_passes() -> None:
+    # One run over every manifest (each start costs ~1 s); its output names the file that fails.
     result = subprocess.run(
-        [str(BIN / "kubernetes-validate"), "--strict", "--quiet", str(path)],
+        [str(BIN / "kubernetes-validate"), "--strict", "--quiet", *map(str, K8S_FILES)],
         capture_output=True,
         text=True,
         check=False,

@@ -31,7 +31,7 @@ async def test_admin_gets_the_team_report_others_are_refused(
         refused = await collect(core.router, "/report", user="alice")
     text = reply(today)
     assert text.startswith("# Usage report for") and "(UTC)" in text
-    assert "**$0.0054** spent on **1** requests" in text
+    assert "**$0.0054** spent on **1** request in" in text
     assert "## Budget" in text
     assert "use YYYY-MM-DD" in reply(bad)
     assert reply(old) == "# Usage report for Wed 2020-01-01 (UTC)\n\nNo activity that day."

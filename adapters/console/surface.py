@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from adapters.console.plain import plain
 from core.events import ToolFinished, ToolStarted
 from core.surface import AnswerStream, Capabilities, Note
 
 _RESULT_PREVIEW = 160
+_SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+_CLEAR_LINE = "\r\x1b[K"
 _NOTE_MARKS = {"info": "…", "failure": "!", "stopped": "!", "footer": "·"}
 
 CAPABILITIES = Capabilities(max_message_chars=1_000_000, edit_interval_s=0.0, native_stream=True)
@@ -39,19 +42,54 @@ def finished_line(event: ToolFinished) -> str:
 
 
 class Terminal:
-    """stdout and stderr sharing one screen: notes never cut into a line of the answer."""
+    """stdout and stderr sharing one screen: notes never cut into a line of the answer.
 
-    def __init__(self, stdout: TextIO, stderr: TextIO, *, interactive: bool) -> None:
+    With `indicator` (stderr is a terminal) a "thinking" line shows between Enter and the first thing
+    the answer prints, and is wiped before that thing is written."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, *, interactive: bool, indicator: bool = False) -> None:
         self._out, self._err = stdout, stderr
         self._interactive = interactive
+        self._indicator = indicator
+        self._thinking = False
+        self._frame = 0
         self.at_line_start = True
         self._after_note = False
+
+    @property
+    def thinking(self) -> bool:
+        return self._thinking
+
+    def start_thinking(self) -> None:
+        if self._indicator and self.at_line_start and not self._thinking:
+            self._thinking = True
+            self._frame = 0
+            self._draw_thinking()
+
+    def tick(self) -> None:
+        """The next spinner frame, while the indicator is up (called on a timer by the adapter)."""
+        if self._thinking:
+            self._frame += 1
+            self._draw_thinking()
+
+    def _draw_thinking(self) -> None:
+        self._err.write(f"{_CLEAR_LINE}{_SPINNER[self._frame % len(_SPINNER)]} thinking…")
+        self._err.flush()
+
+    def stop_thinking(self) -> None:
+        if self._thinking:
+            self._thinking = False
+            self._err.write(_CLEAR_LINE)
+            self._err.flush()
 
     def write(self, text: str) -> None:
         if not text:
             return
+        self.stop_thinking()
         if self._after_note:
             text = self._after_notes(text)
+            if not text:  # only the line break a note already gave
+                return
         self._out.write(text)
         self._out.flush()
         self.at_line_start = text.endswith("\n")
@@ -65,12 +103,14 @@ class Terminal:
         return stripped if self.at_line_start else "\n" + stripped
 
     def end_line(self) -> None:
+        self.stop_thinking()
         if not self.at_line_start:
             self._out.write("\n")
             self._out.flush()
             self.at_line_start = True
 
     def note(self, text: str) -> None:
+        self.stop_thinking()
         if self._interactive:
             self.end_line()
         self._out.flush()
@@ -137,7 +177,7 @@ class ConsoleSurface:
 
     async def post(self, text: str) -> str:
         self._terminal.end_line()
-        self._terminal.write(text.rstrip("\n") + "\n")
+        self._terminal.write(plain(text).rstrip("\n") + "\n")
         return "console"
 
     async def edit(self, message_id: str, text: str) -> None:

@@ -25,10 +25,12 @@ import discord
 import yarl
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
+from discord.utils import MISSING
 
 from adapters.discord.api import MAX_RATELIMIT_WAIT_S, http_trace
 from adapters.discord.commands import build_tree, sync_commands
 from adapters.discord.flows import Flows
+from adapters.discord.gateway import guard_parsers, silence_voice_warnings
 from adapters.discord.inbound import PLATFORM
 from adapters.discord.invite import invite_url
 from adapters.discord.report import announcement, channel_id, chart_file, report_embed
@@ -56,10 +58,17 @@ def intents_for(settings: DiscordSettings) -> discord.Intents:
     return intents
 
 
+UNPARSABLE_EVENT = "unparsable_event"  # `platform_error` kind: a gateway payload discord.py could not read
+
+
 class _Client(discord.Client):
-    def __init__(self, on_setup: Callable[[], Any], **options: Any) -> None:
+    def __init__(
+        self, on_setup: Callable[[], Any], on_skipped: Callable[[str], None], **options: Any
+    ) -> None:
+        silence_voice_warnings()  # before discord.Client.__init__, which prints them
         super().__init__(**options)
         self._on_setup = on_setup
+        guard_parsers(self._connection.parsers, on_skipped)
 
     async def setup_hook(self) -> None:
         self._on_setup()
@@ -79,6 +88,7 @@ class DiscordAdapter:
         self._trace = http_trace(lambda route: context.observer.rate_limited(PLATFORM, route))
         self.client = _Client(
             self._setup,
+            lambda event: context.observer.platform_error(PLATFORM, UNPARSABLE_EVENT),
             http_trace=self._trace,
             max_ratelimit_timeout=MAX_RATELIMIT_WAIT_S,  # longer bucket waits raise: the core decides
             intents=intents_for(settings),
@@ -134,6 +144,8 @@ class DiscordAdapter:
         if self._settings.bot_token is None:
             raise DiscordStartError("DISCORD_BOT_TOKEN is not set")
         self._point_at_api()
+        if self.client.is_closed():  # started again by the supervisor after a failure
+            self._reopen()
         try:
             async with self.client:
                 await self.client.start(self._settings.bot_token.get_secret_value())
@@ -148,6 +160,14 @@ class DiscordAdapter:
             ) from None
         finally:
             await self._cancel_tasks()
+
+    def _reopen(self) -> None:
+        """A closed discord.py client starts again once cleared; its connection pool was closed with
+        its HTTP session, so login must make a new one."""
+        self.client.clear()
+        connector = self.client.http.connector
+        if connector is not MISSING and connector.closed:
+            self.client.http.connector = MISSING
 
     async def _cancel_tasks(self) -> None:
         tasks = list(self._tasks)

@@ -14,6 +14,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.discord.command_errors import command_error_text, log_command_error, tell_user
 from adapters.discord.flows import Flows
 from core.commands import COMMANDS
 
@@ -33,6 +34,12 @@ def model_choices(offered: Sequence[str], current: str) -> list[app_commands.Cho
     return [app_commands.Choice(name=m[:100], value=m[:100]) for m in names[:CHOICES_LIMIT]]
 
 
+def option_text(value: object) -> str:
+    """An option's value as text. discord.py passes values as Discord typed them, and a client with an
+    outdated command list can send an integer or a boolean where a string is declared."""
+    return "" if value is None else str(value)
+
+
 def _core_command(flows: Flows, name: str, track: Track) -> Callback:
     async def callback(interaction: discord.Interaction) -> None:
         await track(flows.command(interaction, f"/{name}"))
@@ -42,14 +49,24 @@ def _core_command(flows: Flows, name: str, track: Track) -> Callback:
 
 class Tree(app_commands.CommandTree):
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
-        # The flows handle their own failures; this catches the library's (e.g. a command left over
-        # from an older sync) so the user is not left with "The application did not respond".
-        log.error("slash command failed: %s", error, exc_info=error)
-        if not interaction.response.is_done():
-            try:
-                await interaction.response.send_message("Sorry, that command failed.", ephemeral=True)
-            except discord.HTTPException:
-                log.info("could not report the failure", exc_info=True)
+        # The flows handle their own failures; this catches the library's (a command left over from an
+        # older sync, options Discord sent under old names) and tells the user what is wrong.
+        log_command_error(interaction, error)
+        if interaction.type is discord.InteractionType.autocomplete:
+            return  # nothing can be shown for a failed autocomplete
+        await tell_user(interaction, command_error_text(interaction, error))
+
+    async def _call(self, interaction: discord.Interaction) -> None:
+        # discord.py reports only AppCommandError to on_error; anything else raised while it reads the
+        # interaction (malformed options) would die in its task and leave the user with no answer.
+        try:
+            await super()._call(interaction)
+        except app_commands.AppCommandError:
+            raise
+        except Exception as error:
+            raise app_commands.AppCommandError(
+                f"could not read the interaction ({type(error).__name__})"
+            ) from error
 
 
 def build_tree(
@@ -61,21 +78,21 @@ def build_tree(
     @tree.command(name="ask", description="Ask a question; the answer appears right here")
     @app_commands.describe(prompt="Your question or request")
     async def ask(interaction: discord.Interaction, prompt: app_commands.Range[str, 1, PROMPT_LIMIT]) -> None:
-        await track(flows.ask(interaction, prompt))
+        await track(flows.ask(interaction, option_text(prompt)))
 
     @tree.command(name="chat", description="Start a conversation in a new thread")
     @app_commands.describe(prompt="What to talk about")
     async def chat(
         interaction: discord.Interaction, prompt: app_commands.Range[str, 1, PROMPT_LIMIT]
     ) -> None:
-        await track(flows.chat(interaction, prompt))
+        await track(flows.chat(interaction, option_text(prompt)))
 
     summaries = {c.name: c.summary[:DESCRIPTION_LIMIT] for c in COMMANDS}
 
     @tree.command(name="model", description=summaries["model"])
     @app_commands.describe(name="provider:model to switch to, or 'default'; empty shows the current one")
     async def model(interaction: discord.Interaction, name: str | None = None) -> None:
-        await track(flows.command(interaction, f"/model {name or ''}".rstrip()))
+        await track(flows.command(interaction, f"/model {option_text(name)}".rstrip()))
 
     @model.autocomplete("name")
     async def model_autocomplete(
@@ -88,7 +105,7 @@ def build_tree(
         @tree.command(name="report", description=summaries["report"])
         @app_commands.describe(date="A day as YYYY-MM-DD; empty for today")
         async def report(interaction: discord.Interaction, date: str | None = None) -> None:
-            await track(flows.command(interaction, f"/report {date or ''}".rstrip()))
+            await track(flows.command(interaction, f"/report {option_text(date)}".rstrip()))
 
     for command in COMMANDS:
         if command.name not in ("model", "report"):

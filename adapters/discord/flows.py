@@ -17,7 +17,16 @@ import discord
 
 from adapters.discord.address import ReplyAddress, ThreadPlan
 from adapters.discord.images import collect
-from adapters.discord.inbound import Place, RecentIds, inbound, place_of, strip_mention, thread_place
+from adapters.discord.inbound import (
+    Place,
+    RecentIds,
+    guild_id_of,
+    inbound,
+    is_direct,
+    place_of,
+    strip_mention,
+    thread_place,
+)
 from adapters.discord.settings import ThreadArchiveMinutes
 from adapters.discord.surfaces import MAX_CHARS, ChannelSurface, InteractionSurface, Origin, ThreadSurface
 from core.inbound import ConversationRef, InboundMessage
@@ -27,6 +36,10 @@ from core.surface import Capabilities, Surface
 log = logging.getLogger(__name__)
 
 THREAD_NAME_LIMIT = 100
+FAILED_REPLY = (
+    "Sorry, something went wrong inside the bot while handling this (the error is in its log). "
+    "Please try again in a moment."
+)
 
 
 def thread_name(text: str) -> str:
@@ -127,7 +140,10 @@ class Flows:
         own_thread = isinstance(channel, discord.Thread) and (
             channel.owner_id == me.id or channel.id in self.own_threads
         )
-        is_dm = message.guild is None
+        is_dm = is_direct(message)
+        if not is_dm and guild_id_of(message) is None:
+            log.warning("Discord message %s: neither a DM nor from a known guild; ignored", message.id)
+            return False
         # Without the message-content intent plain thread messages arrive blank: nothing to answer.
         has_text = bool(message.content.strip() or message.attachments)
         return mentioned or ((is_dm or own_thread) and has_text)
@@ -138,7 +154,7 @@ class Flows:
             return
         me = self._client.user
         assert me is not None
-        guild_id = message.guild.id if message.guild else None
+        guild_id = None if is_direct(message) else guild_id_of(message)
         place = place_of(message.channel, guild_id, message.channel.id)
         said = strip_mention(message.content, me.id)
         images = await collect(message.attachments)  # before the core sees the message
@@ -187,12 +203,25 @@ class Flows:
         return origin if address.thread is None else self._thread(address.thread, origin)
 
     async def _answer(self, message: InboundMessage, surface: Surface, origin: Origin) -> None:
-        outcome = await self._router.answer(message, surface)
+        try:
+            outcome = await self._router.answer(message, surface)
+        except Exception:
+            # The router is built not to raise; should it anyway, the asker still hears of it (and a
+            # deferred interaction does not stay on "thinking…"). The error is logged by the caller.
+            await self._tell_failure(origin)
+            raise
         log.debug("event %s shown: %s", message.event_id, outcome)
         if outcome.events == 0:
             await self._nothing(origin)
         elif not outcome.delivered and self._on_failed_reply is not None:
             self._on_failed_reply()
+
+    @staticmethod
+    async def _tell_failure(origin: Origin) -> None:
+        try:
+            await origin.private(FAILED_REPLY)
+        except Exception:
+            log.info("could not tell the asker that handling failed", exc_info=True)
 
     @staticmethod
     async def _nothing(origin: Origin) -> None:

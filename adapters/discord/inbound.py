@@ -40,6 +40,23 @@ def place_of(channel: Any, guild_id: int | None, channel_id: int) -> Place:
     return Place(ref, channel_id, can_open_thread=isinstance(channel, discord.TextChannel))
 
 
+def guild_id_of(message: discord.Message) -> int | None:
+    """The guild a message was sent in, from its payload. For a guild the gateway has not described
+    (yet), discord.py leaves `message.guild` None, but the channel it builds keeps the payload's
+    `guild_id` (a PartialMessageable)."""
+    if message.guild is not None:
+        return message.guild.id
+    guild_id = getattr(message.channel, "guild_id", None)
+    return guild_id if isinstance(guild_id, int) else None
+
+
+def is_direct(message: discord.Message) -> bool:
+    """A DM only when the payload named no guild and discord.py built a private channel for it; when
+    in doubt it is not a DM (DMs skip the channel allow list)."""
+    private = isinstance(message.channel, discord.DMChannel | discord.GroupChannel)
+    return private and guild_id_of(message) is None
+
+
 def thread_place(parent: Place, thread_id: int) -> Place:
     """The conversation of a thread opened from a message in `parent` (thread id = message id)."""
     ref = ConversationRef(PLATFORM, parent.ref.workspace, parent.ref.channel, str(thread_id))

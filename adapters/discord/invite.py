@@ -15,15 +15,13 @@ Sum: 309237763072. Scopes: `bot` (join the server) and `applications.commands` (
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 import aiohttp
+import discord
 
 from adapters.discord.settings import DiscordSettings
 
 PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 35) | (1 << 38)
 SCOPES = ("bot", "applications.commands")
-AUTHORIZE_URL = "https://discord.com/oauth2/authorize"
 
 
 class InviteError(Exception):
@@ -31,10 +29,10 @@ class InviteError(Exception):
 
 
 def invite_url(application_id: int) -> str:
-    query = urlencode(
-        {"client_id": str(application_id), "scope": " ".join(SCOPES), "permissions": str(PERMISSIONS)}
+    """discord.py builds it, so the URL follows Discord's format as the library tracks it."""
+    return discord.utils.oauth_url(
+        application_id, permissions=discord.Permissions(PERMISSIONS), scopes=SCOPES
     )
-    return f"{AUTHORIZE_URL}?{query}"
 
 
 async def fetch_application_id(settings: DiscordSettings) -> int:

@@ -30,7 +30,7 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 )
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack.client import NO_RETRY_METHODS, build_client
+from adapters.slack.client import NO_RETRY_METHODS, build_client, configure_client
 from adapters.slack.images import Attachments, fetch_images
 from adapters.slack.inbound import (
     PLATFORM,
@@ -80,9 +80,16 @@ class SlackAdapter:
         def rate_limited(method: str) -> None:
             self._observer.rate_limited(PLATFORM, method)
 
+        secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
+        # Acknowledge events only after the listener returned: by then the core has stored the turn.
+        # Bolt gets the token and makes its client, which is then configured: handing Bolt a client of
+        # our own makes it warn "token will be unused" whenever SLACK_BOT_TOKEN is in the environment
+        # (it reads that variable itself when no token is passed).
+        self.app = AsyncApp(token=token, signing_secret=secret, process_before_response=True)
         # Bolt, reports, thread reads and file downloads: 429s retried by the SDK after Retry-After.
-        self.client, self.rate_limits = build_client(
-            token, settings.api_url, settings.rate_limit_retries, on_rate_limited=rate_limited
+        self.client = self.app.client
+        self.rate_limits = configure_client(
+            self.client, settings.api_url, settings.rate_limit_retries, on_rate_limited=rate_limited
         )
         # Replies: 429s go to the presenter (a final is retried for minutes, an interim update skipped).
         self.reply_client, self.reply_rate_limits = build_client(
@@ -92,9 +99,6 @@ class SlackAdapter:
             on_rate_limited=rate_limited,
             no_retry=NO_RETRY_METHODS,
         )
-        secret = settings.signing_secret.get_secret_value() if settings.signing_secret else ""
-        # Acknowledge events only after the listener returned: by then the core has stored the turn.
-        self.app = AsyncApp(client=self.client, signing_secret=secret, process_before_response=True)
         self.app.event("app_mention")(self._on_mention)
         self.app.event("message")(self._on_message)
         self.app.event("app_home_opened")(self._on_home_opened)
@@ -167,7 +171,11 @@ class SlackAdapter:
     async def _on_http(self, request: web.Request) -> web.StreamResponse:
         if not self._ready:  # Slack retries a 503; nothing is lost while we connect
             return web.Response(status=503, text="starting")
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_request = await to_bolt_request(request)
+        except UnicodeDecodeError:  # Slack sends UTF-8; this is no Slack request (and no server error)
+            return web.Response(status=400, text="the request body is not UTF-8")
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
     # --- listeners: parse, admit, return (Bolt acks), answer in a task ----------------------------

@@ -124,10 +124,24 @@ def build_client(
     no_retry: Collection[str] = (),
 ) -> tuple[AsyncWebClient, RateLimitRetry]:
     """A client retrying 429s up to `retries` times, except for the methods in `no_retry`."""
+    client = AsyncWebClient(token=token)
+    return client, configure_client(client, api_url, retries, on_rate_limited, no_retry=no_retry)
+
+
+def configure_client(
+    client: AsyncWebClient,
+    api_url: str,
+    retries: int,
+    on_rate_limited: Callable[[str], None] = _ignore,
+    *,
+    no_retry: Collection[str] = (),
+) -> RateLimitRetry:
+    """Point a client (ours, or the one Bolt made for its app) at `api_url` with our 429 handling."""
     limiter = RateLimitRetry(retries, on_rate_limited, no_retry)
     handlers: list[AsyncRetryHandler] = [*async_default_handlers(), limiter]
-    base = api_url if api_url.endswith("/") else api_url + "/"
-    return AsyncWebClient(token=token, base_url=base, retry_handlers=handlers), limiter
+    client.base_url = api_url if api_url.endswith("/") else api_url + "/"
+    client.retry_handlers = handlers
+    return limiter
 
 
 # --- failures -------------------------------------------------------------------------------------

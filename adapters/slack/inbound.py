@@ -80,7 +80,8 @@ def parse_message_event(
         return None
     if user == bot_user_id:
         return None
-    raw = event.get("text") or ""
+    text = event.get("text")
+    raw = text if isinstance(text, str) else ""  # anything else is not words a person wrote
     mention = f"<@{bot_user_id}"
     team = str(body.get("team_id") or event.get("team") or "")
     thread_ts = event.get("thread_ts")
@@ -89,11 +90,11 @@ def parse_message_event(
         user_team=str(event.get("user_team") or event.get("team") or team),
         channel=channel,
         user=user,
-        text=strip_mention(str(raw), bot_user_id),
+        text=strip_mention(raw, bot_user_id),
         ts=ts,
         thread_ts=thread_ts if isinstance(thread_ts, str) else None,
         is_dm=event.get("channel_type") == "im" or channel.startswith("D"),
-        mentioned=event.get("type") == "app_mention" or mention in str(raw),
+        mentioned=event.get("type") == "app_mention" or mention in raw,
         files=file_refs(event.get("files")),
     )
 

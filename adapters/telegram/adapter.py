@@ -16,25 +16,26 @@ import contextlib
 import hmac
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 from aiohttp import web
-from telegram import BotCommand, Update
-from telegram.error import InvalidToken, TelegramError
+from telegram import Update
+from telegram.error import BadRequest, InvalidToken
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
+from adapters.telegram.errors import TelegramStartError
 from adapters.telegram.images import has_media, with_images
 from adapters.telegram.inbound import PLATFORM, BotIdentity, ReplyChains, Target, parse_update
 from adapters.telegram.limiter import FloodLimiter
+from adapters.telegram.menu import admin_chat_ids, register_menus
 from adapters.telegram.poller import ALBUM_WAIT_S, BATCH_WAIT_S, Poller, in_album
 from adapters.telegram.report import send_announcement, send_report
 from adapters.telegram.request import AiohttpRequest
 from adapters.telegram.settings import TelegramSettings
 from adapters.telegram.surface import DraftSupport, TelegramSurface, capabilities_for
 from core.adapter import PLATFORM_API, AdapterContext
-from core.commands import COMMANDS
 from core.inbound import ConversationRef
 from core.reports.model import DailyReport
 from core.router import Admission
@@ -53,12 +54,6 @@ def file_url_for(api_url: str) -> str | None:
     return f"{head}/file/bot{tail}" if sep and "/" not in tail else None
 
 
-def bot_commands() -> list[BotCommand]:
-    return [BotCommand("start", "Say hello and show what I can do")] + [
-        BotCommand(command.name, command.summary) for command in COMMANDS
-    ]
-
-
 def _chat_of(update: Update) -> int | None:
     return update.message.chat.id if update.message is not None else None
 
@@ -66,10 +61,14 @@ def _chat_of(update: Update) -> int | None:
 class TelegramAdapter:
     name = PLATFORM
 
-    def __init__(self, settings: TelegramSettings, context: AdapterContext) -> None:
+    def __init__(
+        self, settings: TelegramSettings, context: AdapterContext, *, admins: Iterable[str] = ()
+    ) -> None:
+        """`admins`: the ADMIN_USERS entries, for the admins' command menu (access is the core's)."""
         if settings.bot_token is None:
             raise ValueError("TELEGRAM_BOT_TOKEN is not set")
         self._settings = settings
+        self._admin_chats = admin_chat_ids(admins)
         self._context = context
         self._router = context.router
         self._drafts = DraftSupport(settings.stream_style == "draft")
@@ -116,7 +115,7 @@ class TelegramAdapter:
             await _initialized(bot)
             self._me = BotIdentity(bot.id, bot.username)
             self._bot = bot
-            await self._register_commands(bot)
+            await register_menus(bot, self._admin_chats)
             if self._settings.webhook_url:
                 await self._set_webhook(bot)
                 self._connected()
@@ -149,14 +148,20 @@ class TelegramAdapter:
     async def _set_webhook(self, bot: ExtBot[int]) -> None:
         settings = self._settings
         assert settings.webhook_url is not None
+        if settings.webhook_url.lower().startswith("http://"):
+            log.warning(
+                "TELEGRAM_WEBHOOK_URL is plain http://: Telegram's own servers only deliver to https:// "
+                "URLs, and the secret token would travel unencrypted. Use an https:// URL (e.g. a TLS "
+                "reverse proxy in front of the bot); http:// only works with a self-hosted Bot API server."
+            )
         secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-        await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
-
-    async def _register_commands(self, bot: ExtBot[int]) -> None:
         try:
-            await bot.set_my_commands(bot_commands())
-        except TelegramError as error:  # commands still work when typed; only the menu is missing
-            log.warning("could not register bot commands: %s", error.message)
+            await bot.set_webhook(settings.webhook_url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        except BadRequest as error:  # the URL itself is refused: retrying cannot help
+            raise TelegramStartError(
+                f"Telegram refused TELEGRAM_WEBHOOK_URL ({error.message}); use a public https:// URL on "
+                "port 443, 80, 88 or 8443, or unset it for long polling"
+            ) from None
 
     def ready(self) -> bool:
         return self._ready
@@ -169,7 +174,8 @@ class TelegramAdapter:
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         secret = self._settings.webhook_secret.get_secret_value() if self._settings.webhook_secret else ""
         given = request.headers.get(SECRET_HEADER, "")
-        if not secret or not hmac.compare_digest(given.encode(), secret.encode()):
+        # surrogateescape: a header with bytes that are not UTF-8 is simply wrong, not a server error.
+        if not secret or not hmac.compare_digest(given.encode(errors="surrogateescape"), secret.encode()):
             return web.Response(status=403, text="forbidden")
         if self._bot is None or not self._ready or not self._router.accepting:
             return web.Response(status=503, text="not ready")  # Telegram delivers it again later
@@ -340,4 +346,4 @@ async def _initialized(bot: ExtBot[int]) -> None:
         await bot.initialize()  # getMe
     except InvalidToken:
         # PTB's message quotes the token; never let it reach logs.
-        raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None
+        raise TelegramStartError("Telegram rejected TELEGRAM_BOT_TOKEN (getMe: unauthorized)") from None

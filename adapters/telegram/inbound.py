@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from telegram import Message, MessageEntity, Update
@@ -150,12 +151,24 @@ def _command_for_us(text: str, me: BotIdentity) -> bool | None:
 
 def _strip_mention(message: Message, text: str, me: BotIdentity) -> tuple[bool, str]:
     """Whether the bot is @mentioned, and the text without the mention."""
-    entities = message.parse_entities() if message.text else message.parse_caption_entities()
+    entities = message.entities if message.text else message.caption_entities
     handle = f"@{me.username}".lower()
-    for entity, value in entities.items():
+    for entity, value in entity_values(text, entities):
         is_us = (entity.type == MessageEntity.MENTION and value.lower() == handle) or (
             entity.type == MessageEntity.TEXT_MENTION and entity.user is not None and entity.user.id == me.id
         )
         if is_us:
             return True, (text.replace(value, "", 1) if entity.type == MessageEntity.MENTION else text)
     return False, text
+
+
+def entity_values(text: str, entities: Sequence[MessageEntity]) -> list[tuple[MessageEntity, str]]:
+    """Each entity with the text it covers. Offsets count UTF-16 code units, as PTB's parse_entities
+    does, but a lone surrogate in the text (which Telegram's JSON can carry as `\\ud800`) is one unit
+    here instead of an encoding error that would lose the message."""
+    units = text.encode("utf-16-le", "surrogatepass")
+    found: list[tuple[MessageEntity, str]] = []
+    for entity in entities:
+        piece = units[entity.offset * 2 : (entity.offset + entity.length) * 2]
+        found.append((entity, piece.decode("utf-16-le", "surrogatepass")))
+    return found

@@ -16,9 +16,10 @@ While the router is draining (shutting down), no batch is fetched or handed over
 updates for the next process, instead of them getting a "restarting" reply.
 
 An update python-telegram-bot cannot parse is logged once and skipped (confirmed with the batch), never
-fetched again in a loop. Failed calls back off as PTB's Updater does: RetryAfter waits as asked, a
-timeout retries at once, other errors (Conflict: another poller or a webhook; network trouble) wait 1 s
-growing to 30 s.
+fetched again in a loop; PTB's own CRITICAL line for it (the whole batch's raw JSON, users' messages
+included, and a traceback) is dropped, since the skip is logged here. Failed calls back off as PTB's
+Updater does: RetryAfter waits as asked, a timeout retries at once, other errors (Conflict: another
+poller or a webhook; network trouble) wait 1 s growing to 30 s.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from telegram import Bot, Update
 from telegram.error import InvalidToken, RetryAfter, TelegramError, TimedOut
 from telegram.warnings import PTBUserWarning
 
+from adapters.telegram.errors import TelegramStartError
 from adapters.telegram.limiter import retry_seconds
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,19 @@ MAX_BACKOFF_S = 30.0
 PAUSE_CHECK_S = 0.2
 
 Take = Callable[[list[Update]], Coroutine[Any, Any, None]]
+_PTB_PARSE_ERROR = "Error while parsing updates!"  # how Bot.get_updates logs a batch it cannot parse
+_PTB_BOT_LOGGERS = ("telegram.Bot", "telegram.ext.ExtBot")
+
+
+class _DropPtbParseError(logging.Filter):
+    """Drops PTB's CRITICAL record for a batch it cannot parse: the poller takes the batch apart and
+    logs the one update it skips, without the users' messages PTB's record quotes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(_PTB_PARSE_ERROR))
+
+
+_DROP_PTB_PARSE_ERROR = _DropPtbParseError()
 
 
 def in_album(update: Update) -> bool:
@@ -70,9 +85,12 @@ class Poller:
         self._batch_wait_s = batch_wait_s
         self._late: set[asyncio.Task[None]] = set()  # hand-overs still running (cancelled with the poller)
         self.offset: int | None = None  # the next getUpdates' offset: everything below is confirmed
+        self._skipped: set[int] = set()  # unparseable updates already logged (an album's refetch)
+        for name in _PTB_BOT_LOGGERS:
+            logging.getLogger(name).addFilter(_DROP_PTB_PARSE_ERROR)  # the same filter is added once
 
     async def run(self) -> None:
-        """Poll until cancelled. Raises RuntimeError when Telegram rejects the token."""
+        """Poll until cancelled. Raises TelegramStartError when Telegram rejects the token."""
         backoff = 0.0
         try:
             while True:
@@ -83,7 +101,7 @@ class Poller:
                     if any(in_album(update) for update in updates):
                         updates, offset = await self._rest_of_albums(updates, offset)
                 except InvalidToken:
-                    raise RuntimeError("Telegram rejected TELEGRAM_BOT_TOKEN (getUpdates)") from None
+                    raise TelegramStartError("Telegram rejected TELEGRAM_BOT_TOKEN (getUpdates)") from None
                 except RetryAfter as error:
                     wait = retry_seconds(error) + 0.5
                     log.warning("getUpdates: flood control, waiting %.1fs", wait)
@@ -103,6 +121,7 @@ class Poller:
                     await self._hand_over(updates)
                 if offset is not None:
                     self.offset = offset  # the next call confirms this batch
+                    self._skipped = {update_id for update_id in self._skipped if update_id >= offset}
         finally:
             for task in self._late:
                 task.cancel()
@@ -134,8 +153,15 @@ class Poller:
                 last = max(last or update_id, update_id)
             try:
                 update = Update.de_json(item, self._bot)
-            except Exception:
-                log.warning("skipping update %s: python-telegram-bot cannot parse it", update_id)
+            except Exception as error:
+                if not isinstance(update_id, int) or update_id not in self._skipped:
+                    log.warning(
+                        "skipping update %s: python-telegram-bot cannot parse it (%s)",
+                        update_id,
+                        type(error).__name__,
+                    )
+                if isinstance(update_id, int):
+                    self._skipped.add(update_id)
                 continue
             updates.append(update)
         return updates, (last + 1 if last is not None else None)

@@ -6,7 +6,7 @@ Lists rather than tables: they survive every chat dialect's Markdown conversion.
 from __future__ import annotations
 
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, Totals
-from core.usage import format_cost
+from core.usage import format_cost, plural, plural_word
 
 
 def format_tokens(count: int) -> str:
@@ -16,11 +16,6 @@ def format_tokens(count: int) -> str:
     if count < 1_000_000:
         return f"{count / 1_000:.1f}k"
     return f"{count / 1_000_000:.2f}M"
-
-
-def plural(count: int, noun: str) -> str:
-    """ "1 request", "2 requests"."""
-    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 
 def total_tokens(totals: Totals) -> int:
@@ -69,7 +64,7 @@ def breakdown_line(row: Breakdown) -> str:
     unpriced = f" (+{t.unpriced_requests} unpriced)" if t.unpriced_requests else ""
     return (
         f"`{row.key}`: {format_cost(t.cost_usd)}{unpriced} · {plural(t.requests, 'request')}"
-        f" · {format_tokens(total_tokens(t))} tokens"
+        f" · {format_tokens(total_tokens(t))} {plural_word(total_tokens(t), 'token')}"
     )
 
 
@@ -80,8 +75,8 @@ def report_markdown(report: DailyReport) -> str:
     t = report.totals
     parts = [
         title,
-        f"**{format_cost(t.cost_usd)}** spent on **{t.requests:,}** requests in"
-        f" **{report.conversations:,}** conversations by **{report.active_users:,}** active users.",
+        f"**{format_cost(t.cost_usd)}** spent on {_bold(t.requests, 'request')} in"
+        f" {_bold(report.conversations, 'conversation')} by {_bold(report.active_users, 'active user')}.",
         change_line(report),
         "\n".join(_summary_items(report)),
     ]
@@ -100,6 +95,10 @@ def report_markdown(report: DailyReport) -> str:
     if report.budget is not None:
         parts.append("## Budget\n" + "\n".join(f"- {line}" for line in budget_lines(report.budget)))
     return "\n\n".join(parts)
+
+
+def _bold(count: int, noun: str) -> str:
+    return f"**{count:,}** {plural_word(count, noun)}"
 
 
 def _summary_items(report: DailyReport) -> list[str]:

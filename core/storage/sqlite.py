@@ -28,6 +28,7 @@ from core.storage.base import (
     SessionHead,
     SessionRecord,
     StoredMessage,
+    StoreUnavailableError,
     ToolCallRecord,
     ToolCallTotals,
     TurnRecord,
@@ -90,10 +91,20 @@ class SQLiteStore:
         async with self._lock:  # two concurrent open() calls must not create two connections
             if self._conn is not None:
                 return
-            if self.path != MEMORY:
-                # Trivially fast, but it is filesystem I/O, so keep it off the event loop anyway.
-                await asyncio.to_thread(Path(self.path).parent.mkdir, parents=True, exist_ok=True)
-            conn = await self._connect()
+            try:
+                if self.path != MEMORY:
+                    # Trivially fast, but it is filesystem I/O, so keep it off the event loop anyway.
+                    await asyncio.to_thread(Path(self.path).parent.mkdir, parents=True, exist_ok=True)
+                conn = await self._connect()
+            except (OSError, sqlite3.DatabaseError) as error:
+                # Settings checks catch the usual slips (a directory, a file as folder); this is what only
+                # opening finds: no permission, a file that is not SQLite, a full or read-only disk.
+                log.debug("opening %s failed", self.path, exc_info=True)
+                reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+                raise StoreUnavailableError(
+                    f"cannot open the SQLite database {self.path}: {reason}; check DATABASE_URL "
+                    "and that the bot may write there"
+                ) from None
             self._conn = conn
             self._writer = GroupCommitter(conn)
             _OPEN_OWNERS.add(self.owner)

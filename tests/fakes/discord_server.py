@@ -51,6 +51,7 @@ class FakeDiscord(FakeRestApi):
         self.users: dict[int, dict[str, Any]] = {}
         self.roles: dict[int, list[int]] = {}  # user id -> role ids
         self.guilds: dict[int, dict[str, Any]] = {}
+        self.unannounced: set[int] = set()  # guilds the gateway never describes (no GUILD_CREATE)
         self.channels: dict[int, dict[str, Any]] = {}
         self.messages: dict[int, dict[str, Any]] = {}
         self.threads_of: dict[int, int] = {}  # message id -> thread id
@@ -124,9 +125,13 @@ class FakeDiscord(FakeRestApi):
         self.roles[user_id] = list(roles)
         return user_id
 
-    def add_guild(self, name: str) -> int:
+    def add_guild(self, name: str, *, announced: bool = True) -> int:
+        """`announced=False`: a guild the gateway never describes (neither in READY nor GUILD_CREATE),
+        as when Discord has not sent it yet; its events still carry its `guild_id`."""
         guild_id = snowflake()
         self.guilds[guild_id] = {"id": guild_id, "name": name, "roles": [wire.role(guild_id, "@everyone")]}
+        if not announced:
+            self.unannounced.add(guild_id)
         return guild_id
 
     def add_channel(self, guild_id: int, name: str, *, channel_type: int = 0) -> int:
@@ -164,24 +169,29 @@ class FakeDiscord(FakeRestApi):
     async def slash(
         self,
         name: str,
-        options: dict[str, str] | None = None,
+        options: dict[str, Any] | None = None,
         *,
         user: int | None = None,
         channel: int | None = None,
         interaction_type: int = 2,
         focused: str | None = None,
+        registered: bool = True,
     ) -> Interaction:
-        """Dispatch INTERACTION_CREATE for a registered slash command (type 2) or autocomplete (4)."""
+        """Dispatch INTERACTION_CREATE for a registered slash command (type 2) or autocomplete (4).
+        Option types follow the values (str: STRING, bool: BOOLEAN, int: INTEGER, float: NUMBER), as a
+        client with an outdated command list may send them. `registered=False`: a command Discord
+        still shows but the bot does not have (an older sync)."""
         user_id = user or self.alice
         channel_payload = self.channels[channel or self.channel_id]
         guild_id = int(channel_payload["guild_id"]) if "guild_id" in channel_payload else None
-        command = self._command(name, guild_id)
+        command = self._command(name, guild_id) if registered else {"id": str(snowflake())}
         data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1}
         if command.get("guild_id"):
             data["guild_id"] = command["guild_id"]
         if options:
             data["options"] = [
-                {"name": k, "type": 3, "value": v} | ({"focused": True} if k == focused else {})
+                {"name": k, "type": wire.option_type(v), "value": v}
+                | ({"focused": True} if k == focused else {})
                 for k, v in options.items()
             ]
         interaction = Interaction(
@@ -292,13 +302,15 @@ class FakeDiscord(FakeRestApi):
         """Without the MESSAGE_CONTENT intent Discord blanks content, except DMs, mentions, own messages."""
         if event != "MESSAGE_CREATE" or session.intents & wire.INTENT_MESSAGE_CONTENT:
             return data
-        mentioned = any(m["id"] == str(self.bot_id) for m in data.get("mentions", []))
-        if "guild_id" not in data or mentioned or data["author"]["id"] == str(self.bot_id):
+        mentioned = any(m.get("id") == str(self.bot_id) for m in data.get("mentions", []))
+        if "guild_id" not in data or mentioned or data.get("author", {}).get("id") == str(self.bot_id):
             return data
         return dict(data, content="", embeds=[], attachments=[])
 
     async def drop_gateway(self, code: int = 4000) -> None:
-        """Close the gateway socket as Discord does on a server-side reconnect; the client RESUMEs."""
+        """Close the gateway socket as Discord does on a server-side reconnect; the client RESUMEs.
+        With a code discord.py does not reconnect on (4010-4014, e.g. 4011 "sharding required") the
+        client stops with ConnectionClosed."""
         assert self.session is not None and self.session.ws is not None
         self.identified.clear()
         await self.session.ws.close(code=code)
@@ -400,7 +412,7 @@ class FakeDiscord(FakeRestApi):
         ready = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self.guilds],
+            "guilds": [{"id": str(g), "unavailable": True} for g in self._announced()],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
@@ -408,9 +420,12 @@ class FakeDiscord(FakeRestApi):
             "relationships": [],
         }
         await self.dispatch("READY", ready)
-        for guild_id in self.guilds:
+        for guild_id in self._announced():
             await self.dispatch("GUILD_CREATE", self._guild_payload(guild_id))
         self.identified.set()
+
+    def _announced(self) -> list[int]:
+        return [g for g in self.guilds if g not in self.unannounced]
 
     async def _resume(self, ws: web.WebSocketResponse, data: dict[str, Any]) -> None:
         session = self.sessions.get(data.get("session_id", ""))

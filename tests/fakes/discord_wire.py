@@ -30,6 +30,17 @@ FLAG_EPHEMERAL = 1 << 6
 FLAG_LOADING = 1 << 7
 
 
+def option_type(value: Any) -> int:
+    """The application command option type of a value: STRING 3, INTEGER 4, BOOLEAN 5, NUMBER 10."""
+    if isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return 4
+    if isinstance(value, float):
+        return 10
+    return 3
+
+
 def snowflake() -> int:
     """A time-based id, as Discord mints them (so discord.py's created_at is right)."""
     millis = int(time.time() * 1000) - DISCORD_EPOCH_MS

@@ -194,7 +194,8 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], BotMessage] = {}
         self.drafts: list[tuple[int, int, str]] = []  # (chat, draft id, visible text)
         self.deleted: list[BotMessage] = []  # deleteMessage took these away
-        self.commands: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []  # the default scope's menu (everyone's)
+        self.menus: dict[str, list[dict[str, Any]]] = {}  # every scope's menu: "default", "chat:42", ...
         self.files = FileStore()  # what users sent: getFile and /file/bot<token>/<file_path>
         self.webhook: dict[str, Any] | None = None
         self.deliveries: list[int] = []  # HTTP status of every webhook delivery
@@ -569,8 +570,27 @@ class FakeTelegram:
                 raise bad_request("BOT_COMMAND_INVALID")
             if not 1 <= len(str(command.get("description", ""))) <= 256:
                 raise bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
-        self.commands = commands
+        scope = self._command_scope(params.get("scope"))
+        self.menus[scope] = commands
+        if scope == "default":
+            self.commands = commands
         return True
+
+    def _command_scope(self, scope: Any) -> str:
+        """A BotCommandScope as a key: "default", "all_private_chats", ..., "chat:<id>" (the chat must
+        exist for the bot: a user who never started a chat with it is "chat not found")."""
+        if scope is None:
+            return "default"
+        if not isinstance(scope, dict) or not isinstance(scope.get("type"), str):
+            raise bad_request("can't parse BotCommandScope JSON object")
+        kind = str(scope["type"])
+        if kind in ("default", "all_private_chats", "all_group_chats", "all_chat_administrators"):
+            return kind
+        if kind not in ("chat", "chat_administrators", "chat_member"):
+            raise bad_request("wrong BotCommandScope type specified")
+        chat = self._chat(scope)
+        suffix = f":{_int(scope.get('user_id'))}" if kind == "chat_member" else ""
+        return f"{kind}:{chat['id']}{suffix}"
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)

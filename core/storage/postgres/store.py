@@ -180,6 +180,13 @@ class PostgresStore:
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 # asyncpg's messages name host, port, user and database, never the password.
                 raise StoreUnavailableError(f"cannot connect to PostgreSQL: {error}") from None
+            except ValueError:
+                # asyncpg could not parse the DSN (a port or option it rejects). Its message may quote
+                # a piece of a mistyped URL, which can be the password: not repeated.
+                raise StoreUnavailableError(
+                    "DATABASE_URL: the PostgreSQL URL cannot be parsed (check the port and ?options); "
+                    "write postgresql://user:password@host:5432/dbname"
+                ) from None
             try:
                 async with pool.acquire() as conn:
                     await migrate(conn)
