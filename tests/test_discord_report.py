@@ -120,7 +120,7 @@ async def test_report_is_one_embed_with_the_chart_uploaded_as_its_image(
     )
     assert got["Top users"].startswith("<@223456789012345678>")
     assert "`web_search` 14 (1 failed)" in got["Tools"]
-    assert "83%" in got["Budget"] and "$12.50 of $15.00" in got["Budget"] and "1 user(s)" in got["Budget"]
+    assert "83%" in got["Budget"] and "$12.50 of $15.00" in got["Budget"] and "1 user hit" in got["Budget"]
     assert embed["footer"]["text"].startswith("Day in Europe/Berlin")
     # The chart went up as files[0] of a multipart body and is what the embed shows.
     [attachment] = message["attachments"]

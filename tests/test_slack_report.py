@@ -149,8 +149,8 @@ async def test_report_is_block_kit_with_the_chart_uploaded_into_the_channel(slac
             "• `U0USER0`: $2.00",  # users are never @-mentioned: no daily pings
             "_… and 2 more_",
             "`calculator` 12 (1 failed), `fetch_url` 4",
-            ":large_orange_circle: *Budget:* $12.35 of $15.00 (82%) · 1 user(s) hit their own cap",
-            "Day 2026-03-03 in Europe/Berlin · 2 request(s) with unknown prices not in the cost",
+            ":large_orange_circle: *Budget:* $12.35 of $15.00 (82%) · 1 user hit their own cap",
+            "Day 2026-03-03 in Europe/Berlin · 2 requests with unknown prices not in the cost",
         ):
             assert expected in shown, expected
         assert "<@" not in shown

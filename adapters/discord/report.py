@@ -16,6 +16,7 @@ import discord
 
 from adapters.discord.format import to_discord
 from core.reports.model import Breakdown, DailyReport, Totals
+from core.usage import plural, plural_word
 
 FIELD_VALUE = 1024
 EMBED_TOTAL = 6000
@@ -119,12 +120,12 @@ def headline(report: DailyReport) -> str:
     if report.empty:
         return "No activity on this day."
     parts = [
-        f"**{usd(t.cost_usd)}** spent · **{t.requests:,}** requests",
+        f"**{usd(t.cost_usd)}** spent · **{t.requests:,}** {plural_word(t.requests, 'request')}",
         f"{change(t.cost_usd, before.cost_usd if before else None)} cost, "
         f"{change(t.requests, before.requests if before else None)} requests vs. the day before",
     ]
     if t.unpriced_requests:
-        parts.append(f"-# {t.unpriced_requests:,} requests used a model without a known price")
+        parts.append(f"-# {plural(t.unpriced_requests, 'request')} used a model without a known price")
     return "\n".join(parts)
 
 
@@ -148,7 +149,7 @@ def budget_field(report: DailyReport) -> str | None:
         bar = "▰" * filled + "▱" * (10 - filled)
         text = f"{bar} {share:.0%}\n{usd(budget.spent_usd)} of {usd(budget.daily_cap_usd or 0.0)}"
     if budget.users_over_cap:
-        text += f"\n{budget.users_over_cap} user(s) hit their daily cap"
+        text += f"\n{plural(budget.users_over_cap, 'user')} hit their daily cap"
     return text
 
 

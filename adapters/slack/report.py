@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.format import context_blocks, escape_mrkdwn
 from adapters.slack.inbound import PLATFORM, defuse_mass_mentions
 from core.reports.model import Breakdown, DailyReport, Totals
+from core.usage import plural
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,8 @@ def summary_text(report: DailyReport) -> str:
     if report.empty:
         return f"Usage report for {report.day.isoformat()}: no activity."
     return (
-        f"Usage report for {report.day.isoformat()}: {usd(t.cost_usd)}, {t.requests:,} requests, "
-        f"{report.active_users:,} active users."
+        f"Usage report for {report.day.isoformat()}: {usd(t.cost_usd)}, {plural(t.requests, 'request')}, "
+        f"{plural(report.active_users, 'active user')}."
     )
 
 
@@ -166,14 +167,15 @@ def _budget_line(report: DailyReport) -> str:
     else:
         line = f":white_circle: *Budget:* {usd(budget.spent_usd)} spent, no daily cap"
     if budget.users_over_cap:
-        line += f" · {budget.users_over_cap:,} user(s) hit their own cap"
+        line += f" · {plural(budget.users_over_cap, 'user')} hit their own cap"
     return line
 
 
 def _caveats(report: DailyReport) -> str:
     notes = [f"Day {report.day.isoformat()} in {escape_mrkdwn(report.timezone)}"]
     if report.totals.unpriced_requests:
-        notes.append(f"{report.totals.unpriced_requests:,} request(s) with unknown prices not in the cost")
+        unpriced = plural(report.totals.unpriced_requests, "request")
+        notes.append(f"{unpriced} with unknown prices not in the cost")
     return " · ".join(notes)
 
 

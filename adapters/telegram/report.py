@@ -30,6 +30,7 @@ from adapters.telegram.format import escape, to_html, visible_length
 from adapters.telegram.outbox import MAX_CHARS, SPLIT_CHARS
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, ToolStats, Totals
 from core.textsplit import split_text
+from core.usage import plural, plural_word
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def _headline(report: DailyReport) -> list[str]:
     totals, previous = report.totals, report.previous
     before = day_label(report.day - timedelta(days=1), year=False)
     cost = f"💵 Cost <b>{usd(totals.cost_usd)}</b>"
-    requests = f"🧾 <b>{totals.requests:,}</b> requests"
+    requests = f"🧾 <b>{totals.requests:,}</b> {plural_word(totals.requests, 'request')}"
     if previous is not None:
         cost += f" · {change(totals.cost_usd, previous.cost_usd)} vs. {before}"
         requests += f" ({change(totals.requests, previous.requests)})"
@@ -110,19 +111,18 @@ def _headline(report: DailyReport) -> list[str]:
     if totals.cache_savings_usd > 0:
         lines.append(f"💾 Prompt caching saved {usd(totals.cache_savings_usd)}")
     lines.append(
-        f"{requests} · <b>{report.conversations:,}</b> conversations · "
-        f"<b>{report.active_users:,}</b> active users"
+        f"{requests} · <b>{report.conversations:,}</b> {plural_word(report.conversations, 'conversation')} · "
+        f"<b>{report.active_users:,}</b> {plural_word(report.active_users, 'active user')}"
     )
     lines.append(
         f"🔤 Tokens: {count(totals.input_tokens)} in · {count(totals.output_tokens)} out · "
         f"{count(totals.cache_read_tokens)} cache read · {count(totals.cache_write_tokens)} cache write"
     )
     if report.provider_errors:
-        lines.append(f"⚠️ {report.provider_errors:,} failed provider calls")
+        lines.append(f"⚠️ {plural(report.provider_errors, 'failed provider call')}")
     if totals.unpriced_requests:
-        lines.append(
-            f"❔ {totals.unpriced_requests:,} requests on models without a known price (not in the cost)"
-        )
+        unpriced = plural(totals.unpriced_requests, "request")
+        lines.append(f"❔ {unpriced} on models without a known price (not in the cost)")
     if previous is None:
         lines.append(f"<i>No data for {before} to compare with.</i>")
     return lines
@@ -165,7 +165,7 @@ def _tools(rows: Sequence[ToolStats], limit: int) -> list[str]:
     lines = ["<b>Tools</b>"]
     for tool in rows[:limit]:
         failed = f" · {tool.failures:,} failed" if tool.failures else ""
-        lines.append(f"• <code>{_key(tool.name)}</code> — {tool.calls:,} calls{failed}")
+        lines.append(f"• <code>{_key(tool.name)}</code> — {plural(tool.calls, 'call')}{failed}")
     if len(rows) > limit:
         lines.append(f"<i>… and {len(rows) - limit} more</i>")
     return lines
