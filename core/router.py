@@ -58,6 +58,9 @@ INTERRUPTED_NOTE = "[interrupted: the bot restarted before this answer finished]
 EMPTY_REPLY = "I got an empty message. Ask me anything, or send /help."
 # Answers older than this that were never shown are not posted after a restart: too late to matter.
 REDELIVER_WITHIN = timedelta(hours=6)
+# An answer whose adapter failed while showing it waits this long for its turn to end (polled).
+SHOW_AGAIN_WAIT_S = 600.0
+SHOW_AGAIN_POLL_S = 0.5
 # The notice kind of "your message was cut": a lasting one, shown under the answer.
 CUT_NOTICE: NoticeKind = "cut"
 
@@ -116,6 +119,8 @@ class Router:
         # Interim updates per second for every answer streaming in this process (see core/pacing.py).
         self.interim = InterimBudget(interim_updates_per_s)
         self._showing: dict[str, asyncio.Future[None]] = {}  # conversation key -> last answer being shown
+        # Platform -> turns of this process whose presentation was cancelled with their adapter.
+        self._unshown: dict[str, set[int]] = {}
         self._observer: EventObserver | None = None
         self.links = MessageLinks(store)  # conversations of platform messages (Telegram reply chains)
 
@@ -134,15 +139,21 @@ class Router:
         if turn is None:  # a command's reply or a refusal: nothing to keep in order with
             presenter = Presenter(surface, pressure=self.pressure(admission.message.ref.platform))
             return await presenter.present(self.events(admission), working=False)
-        async with self._in_order(turn.ref.key) as previous:
-            presenter = Presenter(
-                surface,
-                pressure=self.pressure(turn.ref.platform),
-                budget=self.interim,
-                on_shown=partial(self._store.add_shown_message, turn.id),
-                after=previous,
-            )
-            outcome = await presenter.present(self.events(admission))
+        try:
+            async with self._in_order(turn.ref.key) as previous:
+                presenter = Presenter(
+                    surface,
+                    pressure=self.pressure(turn.ref.platform),
+                    budget=self.interim,
+                    on_shown=partial(self._store.add_shown_message, turn.id),
+                    after=previous,
+                )
+                outcome = await presenter.present(self.events(admission))
+        except asyncio.CancelledError:
+            # The adapter went down mid-answer (its handlers are cancelled) while the turn goes on:
+            # shown again from the store once the adapter is back (`recover`).
+            self._unshown.setdefault(turn.ref.platform, set()).add(turn.id)
+            raise
         await self._delivered(turn, outcome)
         return outcome
 
@@ -330,6 +341,9 @@ class Router:
         every tool they used only reads, else closed with a note (an acting tool must not run twice).
         Turns run in the background (in order per conversation); returns how many were taken over."""
         taken = 0
+        for turn_id in sorted(self._unshown.pop(platform, ())):
+            taken += 1
+            self._spawn(self._show_again(turn_id, surfaces))
         since = datetime.now(UTC) - REDELIVER_WITHIN
         for turn in await self._store.undelivered_turns(platform, since):
             taken += 1
@@ -352,6 +366,20 @@ class Router:
             return False  # the conversation moved on (/new) since
         used = tool_names_since_last_question(state.messages())
         return all((tool := self._agent.tools.get(name)) is not None and tool.read_only for name in used)
+
+    async def _show_again(self, turn_id: int, surfaces: SurfaceFor) -> None:
+        """An answer of this process that did not land (its adapter failed while showing it), shown
+        once the turn has ended (it went on meanwhile); the store's undelivered turns are only the ones
+        other processes left."""
+        for _ in range(int(SHOW_AGAIN_WAIT_S / SHOW_AGAIN_POLL_S)):
+            turn = await self._store.get_turn(turn_id)
+            if turn is None or turn.delivered_at is not None:
+                return
+            if turn.answer is not None:
+                await self._redeliver(turn, surfaces)
+                return
+            await asyncio.sleep(SHOW_AGAIN_POLL_S)
+        log.warning("turn %s: no answer to show again after %.0fs", turn_id, SHOW_AGAIN_WAIT_S)
 
     async def _redeliver(self, turn: TurnRecord, surfaces: SurfaceFor) -> None:
         assert turn.answer is not None

@@ -29,7 +29,7 @@ from core.reports.model import DailyReport
 from tests.corekit import RecordingSurface, collect, eventually
 from tests.discordkit import fake
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.llm_server import FakeLLMServer
+from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.test_serve import MemoryAdapter
 
 __all__ = ["fake"]  # the fixture (tests/discordkit.py)
@@ -245,3 +245,33 @@ async def test_discord_stopped_by_the_gateway_is_restarted_and_answers_again(
             await asyncio.gather(served, return_exceptions=True)
     assert metrics.registry.get_sample_value("bot_adapter_restarts_total", {"platform": "discord"}) == 1
     assert len(fake.sessions) == 2  # a new session (IDENTIFY), not a RESUME of the old one
+
+
+async def test_an_answer_cut_off_by_a_discord_restart_lands_once_after_it(
+    fake: FakeDiscord, llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
+) -> None:
+    from adapters.discord.adapter import DiscordAdapter
+    from core.adapter import AdapterContext
+    from tests.discordkit import NoRoutes, discord_settings
+
+    dm = fake.add_dm(fake.alice)
+    answer = "one two three four five six"
+    llm_server.script("anthropic", Reply.text(answer, chunks=6, delay_s=0.3))
+    settings = settings_for()
+    async with open_core(settings) as core:
+        metrics = Metrics()
+        context = AdapterContext(core.router, NoRoutes(), settings.offered_models, observer=metrics)
+        adapter = DiscordAdapter(discord_settings(fake), context)
+        adapter.client._connection.guild_ready_timeout = 0.05
+        served = asyncio.create_task(
+            serve([adapter], core.router, HttpServer("127.0.0.1", 0), restart=QUICK, observer=metrics)
+        )
+        try:
+            await eventually(lambda: up(metrics, "discord") == 1, guard_s=15.0)
+            await fake.user_message("a slow question", channel=dm)
+            await fake.wait_for(lambda: bool(fake.bot_messages_in(dm)))  # the answer has started
+            await fake.drop_gateway(code=4011)  # the adapter stops mid-answer; the turn goes on
+            await fake.wait_for(lambda: [m["content"] for m in fake.bot_messages_in(dm)] == [answer])
+        finally:
+            served.cancel()
+            await asyncio.gather(served, return_exceptions=True)
