@@ -115,7 +115,7 @@ async def run(
     database_url: str = "",
     workers: int = 1,
 ) -> tuple[str, ...]:
-    if workers > 1:
+    if database_url:
         stage: Stage = WorkerStage(
             platform,
             f"streams-{n}-x{workers}",
@@ -153,7 +153,8 @@ async def run(
     return (
         platform,
         (f"{n} at {steady:.0f}/s" if steady else f"{n} at once")
-        + (f", {workers} workers" if workers > 1 else ""),
+        + (f", {workers} workers" if workers > 1 else "")
+        + (", PostgreSQL" if database_url else ""),
         ms(first),
         s(final),
         f"{100 * exact / n:.1f}%",
@@ -168,13 +169,18 @@ async def run(
 
 
 async def main(
-    platforms: Sequence[str], sizes: Sequence[int], steady: float, options: Options, workers: int = 1
+    platforms: Sequence[str],
+    sizes: Sequence[int],
+    steady: float,
+    options: Options,
+    workers: int = 1,
+    on_postgres: bool = False,
 ) -> None:
     print(f"load average at start: {load_average()}", flush=True)
     folder = options.keep or Path(tempfile.mkdtemp(prefix="bench-streams-"))
     llm = FakeLLMServer()
     await llm.start()
-    postgres = PostgresServer() if workers > 1 else None
+    postgres = PostgresServer() if workers > 1 or on_postgres else None
     if postgres is not None:
         await asyncio.to_thread(postgres.start)
     rows = []
@@ -216,7 +222,9 @@ HEADERS = (
 )
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int], float, Options, int]:
+def parse_args(
+    argv: Sequence[str] | None = None,
+) -> tuple[list[str], list[int], float, Options, int, bool]:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -230,6 +238,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int],
     parser.add_argument(
         "--workers", type=int, default=1, help="bot processes on one PostgreSQL database (Slack only)"
     )
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite (Slack only)")
     args = parser.parse_args(argv)
     platforms = [p.strip() for p in args.platform.split(",") if p.strip()]
     unknown = [p for p in platforms if p not in PLATFORMS]
@@ -238,11 +247,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[list[str], list[int],
     options = Options(tokens=max(args.tokens, 12), rate=args.rate, ttft=args.ttft, keep=args.keep)
     if options.keep is not None:
         options.keep.mkdir(parents=True, exist_ok=True)
-    if args.workers > 1 and platforms != ["slack"]:
-        parser.error("--workers: Slack only (--platform slack)")
-    return platforms, [int(n) for n in args.n.split(",")], args.steady, options, max(args.workers, 1)
+    if (args.workers > 1 or args.postgres) and platforms != ["slack"]:
+        parser.error("--workers and --postgres: Slack only (--platform slack)")
+    sizes = [int(n) for n in args.n.split(",")]
+    return platforms, sizes, args.steady, options, max(args.workers, 1), args.postgres
 
 
 if __name__ == "__main__":
-    chosen_platforms, chosen_sizes, chosen_steady, chosen, chosen_workers = parse_args()
-    asyncio.run(main(chosen_platforms, chosen_sizes, chosen_steady, chosen, chosen_workers))
+    asyncio.run(main(*parse_args()))
