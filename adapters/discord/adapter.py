@@ -30,7 +30,7 @@ from discord.utils import MISSING
 from adapters.discord.api import MAX_RATELIMIT_WAIT_S, http_trace
 from adapters.discord.commands import build_tree, sync_commands
 from adapters.discord.flows import Flows
-from adapters.discord.gateway import guard_parsers, silence_voice_warnings
+from adapters.discord.gateway import guard_parsers, silence_voice_warnings, tolerate_lone_surrogates
 from adapters.discord.inbound import PLATFORM
 from adapters.discord.invite import invite_url
 from adapters.discord.report import announcement, channel_id, chart_file, report_embed
@@ -66,6 +66,7 @@ class _Client(discord.Client):
         self, on_setup: Callable[[], Any], on_skipped: Callable[[str], None], **options: Any
     ) -> None:
         silence_voice_warnings()  # before discord.Client.__init__, which prints them
+        tolerate_lone_surrogates()
         super().__init__(**options)
         self._on_setup = on_setup
         guard_parsers(self._connection.parsers, on_skipped)

@@ -29,7 +29,7 @@ from adapters.discord.inbound import (
 )
 from adapters.discord.settings import ThreadArchiveMinutes
 from adapters.discord.surfaces import MAX_CHARS, ChannelSurface, InteractionSurface, Origin, ThreadSurface
-from core.inbound import ConversationRef, InboundMessage
+from core.inbound import ConversationRef, InboundMessage, storable
 from core.router import Router
 from core.surface import Capabilities, Surface
 
@@ -113,6 +113,7 @@ class Flows:
         surface = await self._deferred(interaction, ephemeral=False)
         if surface is None:
             return
+        prompt = storable(prompt)  # the thread's name and starter are sent from it
         place = self._place(interaction)
         if not place.can_open_thread or surface.original_id is None:
             await self._in_place(interaction, surface, prompt)
@@ -156,7 +157,8 @@ class Flows:
         assert me is not None
         guild_id = None if is_direct(message) else guild_id_of(message)
         place = place_of(message.channel, guild_id, message.channel.id)
-        said = strip_mention(message.content, me.id)
+        # Cleaned here too, not only in the core: the thread's name and starter are sent from it.
+        said = storable(strip_mention(message.content, me.id))
         images = await collect(message.attachments)  # before the core sees the message
         text = images.annotate(said)
         origin = ChannelSurface(self._client, place.channel_id, self._caps, reply_to=message.id)

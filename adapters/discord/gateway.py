@@ -1,4 +1,5 @@
-"""Gateway robustness: a payload discord.py cannot parse is skipped, and voice warnings stay quiet.
+"""Gateway robustness: a payload discord.py cannot parse is skipped, JSON that orjson refuses is read
+anyway, and voice warnings stay quiet.
 
 discord.py hands each gateway dispatch to `ConnectionState.parsers[event](data)` inside its websocket
 loop; an exception there (a MESSAGE_CREATE with only an `id`, a partial MESSAGE_UPDATE) leaves
@@ -9,10 +10,13 @@ READY cannot be read is unusable, and the adapter's supervisor (bot/serve.py) re
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
 
+import discord.utils
+import orjson
 from discord.voice_client import VoiceClient
 
 log = logging.getLogger(__name__)
@@ -56,3 +60,19 @@ def silence_voice_warnings() -> None:
     bot never joins voice, so the warnings only worry operators. Only these two flags are cleared."""
     VoiceClient.warn_nacl = False
     VoiceClient.warn_dave = False
+
+
+def tolerate_lone_surrogates() -> None:
+    """discord.py reads gateway frames and REST bodies with orjson when it is installed (we install it
+    for the model streams), and orjson rejects valid JSON holding an unpaired surrogate escape
+    (`"\\ud800"`): the frame raises inside discord.py's websocket loop and stops the client. The
+    standard library reads such JSON, so it reads what orjson refuses (the core replaces the lone
+    halves before anything is stored). discord.py looks `utils._from_json` up on every call."""
+    discord.utils._from_json = _from_json
+
+
+def _from_json(data: bytes | bytearray | memoryview | str) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(bytes(data) if isinstance(data, memoryview) else data)

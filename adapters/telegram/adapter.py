@@ -55,7 +55,10 @@ def file_url_for(api_url: str) -> str | None:
 
 
 def _chat_of(update: Update) -> int | None:
-    return update.message.chat.id if update.message is not None else None
+    # PTB builds a message without its `chat` when the payload lacks one: never let it fail the batch.
+    message = update.message
+    chat = message.chat if message is not None else None
+    return chat.id if chat is not None else None
 
 
 class TelegramAdapter:
