@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -141,14 +141,7 @@ class Router:
             return await presenter.present(self.events(admission), working=False)
         try:
             async with self._in_order(turn.ref.key) as previous:
-                presenter = Presenter(
-                    surface,
-                    pressure=self.pressure(turn.ref.platform),
-                    budget=self.interim,
-                    on_shown=partial(self._store.add_shown_message, turn.id),
-                    after=previous,
-                )
-                outcome = await presenter.present(self.events(admission))
+                outcome = await self._presenter(surface, turn, previous).present(self.events(admission))
         except asyncio.CancelledError:
             # The adapter went down mid-answer (its handlers are cancelled) while the turn goes on:
             # shown again from the store once the adapter is back (`recover`).
@@ -156,6 +149,22 @@ class Router:
             raise
         await self._delivered(turn, outcome)
         return outcome
+
+    def _presenter(
+        self,
+        surface: Surface,
+        turn: TurnRecord,
+        previous: asyncio.Future[None] | None,
+        stale: Sequence[str] = (),
+    ) -> Presenter:
+        return Presenter(
+            surface,
+            pressure=self.pressure(turn.ref.platform),
+            budget=self.interim,
+            on_shown=partial(self._store.add_shown_message, turn.id),
+            stale=stale,
+            after=previous,
+        )
 
     @contextlib.asynccontextmanager
     async def _in_order(self, key: str) -> AsyncIterator[asyncio.Future[None] | None]:
@@ -417,14 +426,8 @@ class Router:
         try:
             surface = surfaces(turn.ref, turn.reply_address)
             async with self._in_order(turn.ref.key) as previous:
-                presenter = Presenter(
-                    surface,
-                    pressure=self.pressure(turn.ref.platform),
-                    budget=self.interim,
-                    on_shown=partial(self._store.add_shown_message, turn.id),
-                    stale=turn.shown,  # what the killed process had shown of this answer
-                    after=previous,
-                )
+                # `stale`: what the killed process (or failed adapter) had shown of this answer.
+                presenter = self._presenter(surface, turn, previous, stale=turn.shown)
                 outcome = await presenter.present(events, working=False)
         except Exception:
             log.exception("could not deliver recovered turn %s", turn.id)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import sys
+import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.logs import SAY_LOGGER
 from core.events import AgentEvent, TextDelta, ToolFinished, ToolStarted, TurnDone
 from core.inbound import ConversationRef, InboundMessage, Sender
 from core.router import Router
@@ -150,3 +155,19 @@ class RecordingSurface:
 
     def backlogged(self) -> bool:
         return self.backlog
+
+
+@contextlib.contextmanager
+def restored_logging() -> Iterator[None]:
+    """`setup_logging` rewires the root logger, hooks and warnings: put them back for the next test."""
+    root, speaker = logging.getLogger(), logging.getLogger(SAY_LOGGER)
+    saved = (root.handlers[:], root.level, speaker.handlers[:], speaker.propagate)
+    hooks = (sys.excepthook, threading.excepthook)
+    try:
+        yield
+    finally:
+        root.handlers[:], speaker.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+        speaker.propagate = saved[3]
+        sys.excepthook, threading.excepthook = hooks
+        logging.captureWarnings(False)

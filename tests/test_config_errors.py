@@ -6,11 +6,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,8 +15,8 @@ import pytest
 
 from bot.cli import EXIT_CONFIG, main
 from bot.config import SettingsError, load_settings
-from bot.logs import SAY_LOGGER
 from core.storage import SQLiteStore, StoreUnavailableError
+from tests.corekit import restored_logging
 
 PASSWORD = "hunter2-very-secret"
 
@@ -31,17 +28,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith(("SLACK_", "TELEGRAM_", "DISCORD_", "HTTP_", "LOG_", "REPORT_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-config-test")
-    root, speaker = logging.getLogger(), logging.getLogger(SAY_LOGGER)
-    saved = (root.handlers[:], root.level, speaker.handlers[:], speaker.propagate)
-    hooks = (sys.excepthook, threading.excepthook)
-    try:
+    with restored_logging():  # `main` rewires logging: put it back for the next test
         yield
-    finally:
-        root.handlers[:], speaker.handlers[:] = saved[0], saved[2]
-        root.setLevel(saved[1])
-        speaker.propagate = saved[3]
-        sys.excepthook, threading.excepthook = hooks
-        logging.captureWarnings(False)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
 import sys
-import threading
 import warnings
-from collections.abc import Iterator
 
 import pytest
 
-from bot.logs import SAY_LOGGER, RedactSecrets, make_handler, say, setup_logging
+from bot.logs import RedactSecrets, make_handler, say, setup_logging
 from core.logcontext import log_context
+from tests.corekit import restored_logging
 
 
 def test_secrets_are_masked_in_messages_args_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
@@ -43,22 +41,6 @@ def test_interaction_tokens_in_urls_are_masked(caplog: pytest.LogCaptureFixture)
 
 
 # --- context fields, JSON everywhere ----------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def restored_logging() -> Iterator[None]:
-    """`setup_logging` rewires the root logger, hooks and warnings: put them back for the next test."""
-    root, speaker = logging.getLogger(), logging.getLogger(SAY_LOGGER)
-    saved = (root.handlers[:], root.level, speaker.handlers[:], speaker.propagate)
-    hooks = (sys.excepthook, threading.excepthook)
-    try:
-        yield
-    finally:
-        root.handlers[:], speaker.handlers[:] = saved[0], saved[2]
-        root.setLevel(saved[1])
-        speaker.propagate = saved[3]
-        sys.excepthook, threading.excepthook = hooks
-        logging.captureWarnings(False)
 
 
 def json_lines(text: str) -> list[dict[str, object]]:

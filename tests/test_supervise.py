@@ -9,9 +9,10 @@ adapter: the fake gateway closes the session with a code discord.py gives up on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import cast
 
 import aiohttp
@@ -130,45 +131,39 @@ async def test_a_failed_adapter_is_reported_and_restarted_while_the_others_serve
     assert failures[0].exc_info is None  # one line; the traceback is at DEBUG
 
 
-async def test_restarts_back_off_exponentially_up_to_the_cap(
-    settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture
-) -> None:
+async def restart_delays(
+    settings: Settings, caplog: pytest.LogCaptureFixture, policy: RestartPolicy, failures: int
+) -> list[str]:
+    """Break a connected adapter `failures` times; the delays the supervisor said it would wait."""
     caplog.set_level(logging.ERROR, logger="bot.serve")
-    policy = RestartPolicy(first_delay_s=0.01, max_delay_s=0.04, stable_after_s=3600.0)
-    async with open_core(settings_for()) as core:
+    async with open_core(settings) as core:
         flaky = FlakyAdapter()
         flaky.reconnect.set()
         served = asyncio.create_task(
             serve(adapters(flaky), core.router, HttpServer("127.0.0.1", 0), restart=policy)
         )
-        for runs in range(1, 6):
+        for runs in range(1, failures + 1):
             await eventually(lambda: flaky.connected and flaky.runs == runs)  # noqa: B023
             await flaky.breaks.put(ConnectionResetError("gone"))
-        await eventually(lambda: flaky.runs == 6)
+        await eventually(lambda: flaky.runs == failures + 1)
         served.cancel()
         await asyncio.gather(served, return_exceptions=True)
-    delays = [r.getMessage().rsplit(" ", 1)[1] for r in caplog.records]
+    return [r.getMessage().rsplit(" ", 1)[1] for r in caplog.records]
+
+
+async def test_restarts_back_off_exponentially_up_to_the_cap(
+    settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = RestartPolicy(first_delay_s=0.01, max_delay_s=0.04, stable_after_s=3600.0)
+    delays = await restart_delays(settings_for(), caplog, policy, failures=5)
     assert delays == ["0.01s", "0.02s", "0.04s", "0.04s", "0.04s"]
 
 
 async def test_an_adapter_that_stayed_up_long_enough_starts_again_from_the_first_delay(
     settings_for: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="bot.serve")
     policy = RestartPolicy(first_delay_s=0.01, max_delay_s=1.0, stable_after_s=0.0)
-    async with open_core(settings_for()) as core:
-        flaky = FlakyAdapter()
-        flaky.reconnect.set()
-        served = asyncio.create_task(
-            serve(adapters(flaky), core.router, HttpServer("127.0.0.1", 0), restart=policy)
-        )
-        for runs in range(1, 4):
-            await eventually(lambda: flaky.connected and flaky.runs == runs)  # noqa: B023
-            await flaky.breaks.put(ConnectionResetError("gone"))
-        await eventually(lambda: flaky.runs == 4)
-        served.cancel()
-        await asyncio.gather(served, return_exceptions=True)
-    assert [r.getMessage().rsplit(" ", 1)[1] for r in caplog.records] == ["0.01s"] * 3
+    assert await restart_delays(settings_for(), caplog, policy, failures=3) == ["0.01s"] * 3
 
 
 async def test_an_adapter_failing_on_its_first_start_ends_serve_with_its_message(
@@ -213,15 +208,13 @@ async def test_shutdown_while_an_adapter_waits_to_restart(
 # --- the real Discord adapter ----------------------------------------------------------------------
 
 
-async def test_discord_stopped_by_the_gateway_is_restarted_and_answers_again(
-    fake: FakeDiscord, llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
-) -> None:
+@contextlib.asynccontextmanager
+async def supervised_discord(fake: FakeDiscord, settings: Settings) -> AsyncIterator[tuple[Adapter, Metrics]]:
+    """The real Discord adapter under `serve`'s supervisor (quick restarts), once it has connected."""
     from adapters.discord.adapter import DiscordAdapter
     from core.adapter import AdapterContext
     from tests.discordkit import NoRoutes, discord_settings
 
-    dm = fake.add_dm(fake.alice)
-    settings = settings_for()
     async with open_core(settings) as core:
         metrics = Metrics()
         context = AdapterContext(core.router, NoRoutes(), settings.offered_models, observer=metrics)
@@ -233,16 +226,23 @@ async def test_discord_stopped_by_the_gateway_is_restarted_and_answers_again(
         )
         try:
             await eventually(lambda: up(metrics, "discord") == 1, guard_s=15.0)
-            first_session = fake.session
-            await fake.drop_gateway(code=4011)  # "sharding required": discord.py stops, it does not resume
-            await eventually(lambda: fake.session is not first_session and adapter.ready(), guard_s=15.0)
-            await fake.user_message("are you back?", channel=dm)
-            await fake.wait_for(
-                lambda: [m["content"] for m in fake.bot_messages_in(dm)] == ["echo: are you back?"]
-            )
+            yield adapter, metrics
         finally:
             served.cancel()
             await asyncio.gather(served, return_exceptions=True)
+
+
+async def test_discord_stopped_by_the_gateway_is_restarted_and_answers_again(
+    fake: FakeDiscord, llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
+) -> None:
+    dm = fake.add_dm(fake.alice)
+    async with supervised_discord(fake, settings_for()) as (adapter, metrics):
+        first_session = fake.session
+        await fake.drop_gateway(code=4011)  # "sharding required": discord.py stops, it does not resume
+        await eventually(lambda: fake.session is not first_session and adapter.ready(), guard_s=15.0)
+        await fake.user_message("are you back?", channel=dm)
+        answered = ["echo: are you back?"]
+        await fake.wait_for(lambda: [m["content"] for m in fake.bot_messages_in(dm)] == answered)
     assert metrics.registry.get_sample_value("bot_adapter_restarts_total", {"platform": "discord"}) == 1
     assert len(fake.sessions) == 2  # a new session (IDENTIFY), not a RESUME of the old one
 
@@ -250,28 +250,11 @@ async def test_discord_stopped_by_the_gateway_is_restarted_and_answers_again(
 async def test_an_answer_cut_off_by_a_discord_restart_lands_once_after_it(
     fake: FakeDiscord, llm_server: FakeLLMServer, settings_for: Callable[..., Settings]
 ) -> None:
-    from adapters.discord.adapter import DiscordAdapter
-    from core.adapter import AdapterContext
-    from tests.discordkit import NoRoutes, discord_settings
-
     dm = fake.add_dm(fake.alice)
     answer = "one two three four five six"
     llm_server.script("anthropic", Reply.text(answer, chunks=6, delay_s=0.3))
-    settings = settings_for()
-    async with open_core(settings) as core:
-        metrics = Metrics()
-        context = AdapterContext(core.router, NoRoutes(), settings.offered_models, observer=metrics)
-        adapter = DiscordAdapter(discord_settings(fake), context)
-        adapter.client._connection.guild_ready_timeout = 0.05
-        served = asyncio.create_task(
-            serve([adapter], core.router, HttpServer("127.0.0.1", 0), restart=QUICK, observer=metrics)
-        )
-        try:
-            await eventually(lambda: up(metrics, "discord") == 1, guard_s=15.0)
-            await fake.user_message("a slow question", channel=dm)
-            await fake.wait_for(lambda: bool(fake.bot_messages_in(dm)))  # the answer has started
-            await fake.drop_gateway(code=4011)  # the adapter stops mid-answer; the turn goes on
-            await fake.wait_for(lambda: [m["content"] for m in fake.bot_messages_in(dm)] == [answer])
-        finally:
-            served.cancel()
-            await asyncio.gather(served, return_exceptions=True)
+    async with supervised_discord(fake, settings_for()):
+        await fake.user_message("a slow question", channel=dm)
+        await fake.wait_for(lambda: bool(fake.bot_messages_in(dm)))  # the answer has started
+        await fake.drop_gateway(code=4011)  # the adapter stops mid-answer; the turn goes on
+        await fake.wait_for(lambda: [m["content"] for m in fake.bot_messages_in(dm)] == [answer])
