@@ -61,6 +61,13 @@ def intents_for(settings: DiscordSettings) -> discord.Intents:
 UNPARSABLE_EVENT = "unparsable_event"  # `platform_error` kind: a gateway payload discord.py could not read
 
 
+def shard_options(settings: DiscordSettings) -> dict[str, int]:
+    """One shard of several (DISCORD_SHARD_ID / DISCORD_SHARD_COUNT), or none: Discord's own sharding."""
+    if settings.shard_id is None or settings.shard_count is None:
+        return {}
+    return {"shard_id": settings.shard_id, "shard_count": settings.shard_count}
+
+
 class _Client(discord.Client):
     def __init__(
         self, on_setup: Callable[[], Any], on_skipped: Callable[[str], None], **options: Any
@@ -97,6 +104,7 @@ class DiscordAdapter:
             chunk_guilds_at_startup=False,
             member_cache_flags=discord.MemberCacheFlags.none(),
             allowed_mentions=discord.AllowedMentions.none(),  # model text never pings anyone
+            **shard_options(settings),
         )
         self.flows = Flows(
             self.client,

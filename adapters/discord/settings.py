@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ThreadArchiveMinutes = Literal[60, 1440, 4320, 10080]  # the durations Discord accepts
@@ -31,6 +31,21 @@ class DiscordSettings(BaseSettings):
     edit_interval: float = Field(1.0, ge=0.2, le=10.0)
     # Threads the bot opens are archived after this many minutes without activity.
     thread_archive_minutes: ThreadArchiveMinutes = 1440
+    # Several `bot run` processes on one PostgreSQL database: each connects as one shard of
+    # `shard_count`, so Discord sends each process only its share of the servers (DMs go to shard 0).
+    shard_id: int | None = Field(None, ge=0)
+    shard_count: int | None = Field(None, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _shards_together(self) -> DiscordSettings:
+        if (self.shard_id is None) != (self.shard_count is None):
+            raise ValueError("set DISCORD_SHARD_ID and DISCORD_SHARD_COUNT together (or neither)")
+        if self.shard_id is not None and self.shard_count is not None and self.shard_id >= self.shard_count:
+            raise ValueError(
+                f"DISCORD_SHARD_ID must be below DISCORD_SHARD_COUNT ({self.shard_count}): 0 to "
+                f"{self.shard_count - 1}"
+            )
+        return self
 
     @field_validator("guild_ids", mode="before")
     @classmethod

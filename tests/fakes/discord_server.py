@@ -40,6 +40,7 @@ class Session:
     ws: web.WebSocketResponse | None
     seq: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
+    shard: tuple[int, int] = (0, 1)  # (shard id, shard count) from IDENTIFY
 
 
 class FakeDiscord(FakeRestApi):
@@ -64,7 +65,8 @@ class FakeDiscord(FakeRestApi):
         self.tokens_expired = False
         self.replay_on_resume = 0  # also replay this many already-delivered events on RESUME
         self.sessions: dict[str, Session] = {}
-        self.session: Session | None = None
+        self.session: Session | None = None  # the latest session (of any shard)
+        self.live: dict[tuple[int, int], Session] = {}  # shard -> the session that serves it now
         self.identified = asyncio.Event()
         self.on_content: Callable[[Interaction], None] | None = None
         self.no_attach: set[int] = set()  # channels where the bot lacks Attach Files
@@ -278,8 +280,10 @@ class FakeDiscord(FakeRestApi):
         """A file a user uploads with a message, served by the fake CDN at its signed URL."""
         return self.cdn.attachment(channel or self.channel_id, filename, data, content_type)
 
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        session = self.session
+    async def dispatch(self, event: str, data: dict[str, Any], session: Session | None = None) -> None:
+        """Send `event` to `session`, or to the session of the shard it belongs to: as Discord routes
+        them, a guild's events go to shard (guild_id >> 22) % count, DMs to shard 0."""
+        session = session or self._session_for(data)
         assert session is not None, "no gateway session"
         if not self._wants(session, event, data):
             return
@@ -289,6 +293,18 @@ class FakeDiscord(FakeRestApi):
         if session.ws is not None and not session.ws.closed:
             with contextlib.suppress(ConnectionError):  # else it is delivered at RESUME
                 await session.ws.send_str(json.dumps(frame))
+
+    def _session_for(self, data: dict[str, Any]) -> Session | None:
+        guild = data.get("guild_id")
+        for session in reversed(list(self.live.values())):
+            shard_id, count = session.shard
+            if shard_id == (int(guild) >> 22) % count if guild is not None else shard_id == 0:
+                return session
+        return self.session
+
+    @staticmethod
+    def shard_of(guild_id: int, count: int) -> int:
+        return (guild_id >> 22) % count
 
     def _wants(self, session: Session, event: str, data: dict[str, Any]) -> bool:
         if event in ("MESSAGE_CREATE", "MESSAGE_UPDATE"):
@@ -407,21 +423,25 @@ class FakeDiscord(FakeRestApi):
         if data.get("token") != BOT_TOKEN:
             await ws.close(code=4004, message=b"Authentication failed.")
             return
-        session = Session(secrets.token_hex(16), int(data.get("intents", 0)), ws)
-        self.sessions[session.id] = self.session = session
+        shard_id, count = data.get("shard") or (0, 1)
+        session = Session(secrets.token_hex(16), int(data.get("intents", 0)), ws, shard=(shard_id, count))
+        self.sessions[session.id] = self.session = self.live[session.shard] = session
+        guilds = [g for g in self._announced() if self.shard_of(g, count) == shard_id]
         ready = {
             "v": 10,
             "user": self.bot_user,
-            "guilds": [{"id": str(g), "unavailable": True} for g in self._announced()],
+            "guilds": [{"id": str(g), "unavailable": True} for g in guilds],
             "session_id": session.id,
             "resume_gateway_url": self.gateway_url,
             "application": {"id": str(self.application_id), "flags": 0},
             "private_channels": [],
             "relationships": [],
         }
-        await self.dispatch("READY", ready)
-        for guild_id in self._announced():
-            await self.dispatch("GUILD_CREATE", self._guild_payload(guild_id))
+        if count > 1:
+            ready["shard"] = [shard_id, count]
+        await self.dispatch("READY", ready, session)
+        for guild_id in guilds:
+            await self.dispatch("GUILD_CREATE", self._guild_payload(guild_id), session)
         self.identified.set()
 
     def _announced(self) -> list[int]:
@@ -433,7 +453,7 @@ class FakeDiscord(FakeRestApi):
             await ws.send_str(json.dumps({"op": 9, "d": False, "s": None, "t": None}))
             return
         session.ws = ws
-        self.session = session
+        self.session = self.live[session.shard] = session
         seen = int(data.get("seq") or 0) - self.replay_on_resume
         for frame in session.events:
             if frame["s"] > seen:
