@@ -209,11 +209,15 @@ def closure(requirements: list[Requirement]) -> dict[str, Requirement]:
     return seen
 
 
-@pytest.mark.parametrize(
+# Each lock with what it must cover: the runtime dependencies, and those plus the dev tools.
+EACH_LOCK = pytest.mark.parametrize(
     ("lock", "requirements"),
     [(LOCK, runtime_requirements()), (DEV_LOCK, runtime_requirements() + dev_requirements())],
     ids=["runtime", "dev"],
 )
+
+
+@EACH_LOCK
 def test_lock_pins_every_declared_dependency_within_its_range(
     lock: Path, requirements: list[Requirement]
 ) -> None:
@@ -233,11 +237,7 @@ def test_dev_lock_runs_exactly_the_runtime_pins() -> None:
     assert set(dev) > set(runtime)
 
 
-@pytest.mark.parametrize(
-    ("lock", "requirements"),
-    [(LOCK, runtime_requirements()), (DEV_LOCK, runtime_requirements() + dev_requirements())],
-    ids=["runtime", "dev"],
-)
+@EACH_LOCK
 def test_lock_covers_the_whole_dependency_tree_at_the_versions_installed_here(
     lock: Path, requirements: list[Requirement]
 ) -> None:
