@@ -93,9 +93,10 @@ class Options:
     settle_limit_s: float = 300.0
     poll_s: float = 0.02
     keep: Path | None = None
+    telegram_webhook: bool = False  # Telegram in webhook mode (the fake posts 40 updates at a time)
 
 
-def make_driver(platform: str, http_port: int) -> Driver:
+def make_driver(platform: str, http_port: int, *, telegram_webhook: bool = False) -> Driver:
     if platform == "slack":
         return SlackDriver(http_port)
     if platform == "discord":
@@ -103,7 +104,7 @@ def make_driver(platform: str, http_port: int) -> Driver:
     if platform == "telegram":
         from bench.telegram_driver import TelegramDriver
 
-        return TelegramDriver()
+        return TelegramDriver(webhook_port=http_port if telegram_webhook else None)
     raise ValueError(f"unknown platform {platform!r}")
 
 
@@ -124,7 +125,8 @@ class Stage:
         self.database = self.run_folder / "bot.db"
         self.log = self.run_folder / "bot.log"
         self.http_port = free_port()
-        self.driver = make_driver(self.platform, self.http_port)
+        webhook = self.options.telegram_webhook
+        self.driver = make_driver(self.platform, self.http_port, telegram_webhook=webhook)
         self.model = Model(self.llm, self.options.tokens, self.options.rate, self.options.ttft, self.fault)
         self.bot: BotProcess | None = None
         self.watch: Watch | None = None

@@ -239,12 +239,19 @@ def parse_args(
         "--workers", type=int, default=1, help="bot processes on one PostgreSQL database (Slack only)"
     )
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL instead of SQLite (Slack only)")
+    parser.add_argument("--telegram-webhook", action="store_true", help="Telegram in webhook mode")
     args = parser.parse_args(argv)
     platforms = [p.strip() for p in args.platform.split(",") if p.strip()]
     unknown = [p for p in platforms if p not in PLATFORMS]
     if unknown:
         parser.error(f"unknown platform: {', '.join(unknown)}")
-    options = Options(tokens=max(args.tokens, 12), rate=args.rate, ttft=args.ttft, keep=args.keep)
+    options = Options(
+        tokens=max(args.tokens, 12),
+        rate=args.rate,
+        ttft=args.ttft,
+        keep=args.keep,
+        telegram_webhook=args.telegram_webhook,
+    )
     if options.keep is not None:
         options.keep.mkdir(parents=True, exist_ok=True)
     if (args.workers > 1 or args.postgres) and platforms != ["slack"]:

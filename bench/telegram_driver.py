@@ -73,7 +73,9 @@ class BenchTelegram(FakeTelegram):
 class TelegramDriver:
     name = "telegram"
 
-    def __init__(self) -> None:
+    def __init__(self, *, webhook_port: int | None = None) -> None:
+        """`webhook_port`: the bot's HTTP port, for webhook mode (else the bot long-polls)."""
+        self._webhook_port = webhook_port
         self.fake: BenchTelegram | None = None
         self._one_channel = False
         self._served: set[int] = set()
@@ -92,6 +94,9 @@ class TelegramDriver:
         self.fake = BenchTelegram()
         await self.fake.start()
         self.fake.after_served = self._on_served
+        if self._webhook_port is not None:
+            self.fake.webhook_connections = 40  # Telegram's default max_connections
+            self.fake.on_confirm = self._on_confirmed
         if one_channel:
             self._chat_of[0] = self.fake.group(GROUP, "Team")
         else:
@@ -101,16 +106,30 @@ class TelegramDriver:
     def _on_served(self, ids: list[int]) -> None:
         self._served.update(ids)
 
+    async def _on_confirmed(self, updates: list[dict[str, Any]]) -> None:
+        self._served.update(int(update["update_id"]) for update in updates)
+
     async def stop(self) -> None:
         if self.fake is not None:
             self.fake.release_held()
             await self.fake.stop()
 
     def env(self) -> dict[str, str]:
-        return {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": self._telegram.base_url}
+        env = {"TELEGRAM_BOT_TOKEN": TOKEN, "TELEGRAM_API_URL": self._telegram.base_url}
+        if self._webhook_port is not None:
+            env["TELEGRAM_WEBHOOK_URL"] = f"http://127.0.0.1:{self._webhook_port}/telegram/webhook"
+            env["TELEGRAM_WEBHOOK_SECRET"] = "bench-webhook-secret"
+        return env
 
     async def connected(self) -> None:
         fake = self._telegram
+        if self._webhook_port is not None:
+            deadline = time.monotonic() + 60
+            while fake.webhook is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the bot never set its webhook on the fake Bot API")
+                await asyncio.sleep(0.02)
+            return
         deadline = time.monotonic() + 60
         while len(fake.polls) <= self._polls_seen:
             if time.monotonic() > deadline:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
+import itertools
 import json
 import math
 import re
@@ -209,6 +210,9 @@ class FakeTelegram:
         # Called (and awaited) when updates are confirmed, with those updates, before Telegram would
         # forget them: by a getUpdates offset (before that call waits) or a webhook delivery's 2xx.
         self.on_confirm: Callable[[list[dict[str, Any]]], Awaitable[None]] | None = None
+        # Webhook deliveries at once. Telegram's default is 40 (setWebhook max_connections); 1 keeps the
+        # tests' order exact, the streams benchmark sets 40.
+        self.webhook_connections = 1
         self.after_served: Callable[[list[int]], None] | None = None  # a batch's answer was written
         self.stalled: set[str] = set()  # methods whose calls hang and never take effect
         self.missing: set[str] = set()  # methods this server does not know (an older Bot API): 404
@@ -746,29 +750,35 @@ class FakeTelegram:
         return body
 
     async def _deliver(self) -> None:
-        """Webhook mode: POST queued updates in order; a non-2xx answer is retried, as Telegram does."""
+        """Webhook mode: POST queued updates in order, `webhook_connections` at a time; a non-2xx answer
+        is retried, as Telegram does."""
         assert self._session is not None
         while True:
             await self._arrived.wait()
             while self._pending and self.webhook is not None:
-                headers = {"Content-Type": "application/json"}
-                if self.webhook.get("secret_token"):
-                    headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
-                try:
-                    payload = json.dumps(self._pending[0])
-                    async with self._session.post(self.webhook["url"], data=payload, headers=headers) as r:
-                        self.deliveries.append(r.status)
-                        ok = 200 <= r.status < 300
-                except aiohttp.ClientError:
-                    self.deliveries.append(0)
-                    ok = False
-                if ok:
-                    confirmed = self._pending.popleft()
-                    if self.on_confirm is not None:
-                        await self.on_confirm([confirmed])
-                else:
+                batch = list(itertools.islice(self._pending, max(1, self.webhook_connections)))
+                delivered = await asyncio.gather(*(self._post_update(update) for update in batch))
+                confirmed = [update for update, ok in zip(batch, delivered, strict=True) if ok]
+                for update in confirmed:
+                    self._pending.remove(update)
+                if confirmed and self.on_confirm is not None:
+                    await self.on_confirm(confirmed)
+                if len(confirmed) < len(batch):
                     await asyncio.sleep(0.05)
             self._arrived.clear()
+
+    async def _post_update(self, update: dict[str, Any]) -> bool:
+        assert self._session is not None and self.webhook is not None
+        headers = {"Content-Type": "application/json"}
+        if self.webhook.get("secret_token"):
+            headers["X-Telegram-Bot-Api-Secret-Token"] = self.webhook["secret_token"]
+        try:
+            async with self._session.post(self.webhook["url"], data=json.dumps(update), headers=headers) as r:
+                self.deliveries.append(r.status)
+                return 200 <= r.status < 300
+        except aiohttp.ClientError:
+            self.deliveries.append(0)
+            return False
 
 
 def _too_many(retry_after: float) -> ApiError:
