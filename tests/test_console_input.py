@@ -170,3 +170,13 @@ async def test_prompt_reader_creates_a_private_history_file(tmp_path: Path, read
     await reader.next_line(PROMPT)
     await asyncio.sleep(0)
     assert history.stat().st_mode & 0o777 == 0o600
+
+
+async def test_notices_are_plain_text_in_the_console(
+    settings_for: Callable[..., Settings], llm_server: FakeLLMServer
+) -> None:
+    llm_server.script("anthropic", Reply.text("overloaded").with_(status=529), Reply.text("fine now"))
+    err = io.StringIO()
+    await chat(settings_for(), io.StringIO("hello\n"), io.StringIO(), err)
+    retry = [line for line in err.getvalue().splitlines() if "retrying" in line]
+    assert retry and not any("_" in line for line in retry), err.getvalue()  # no Markdown emphasis

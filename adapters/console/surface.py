@@ -133,7 +133,7 @@ class ConsoleStream:
 
     async def show(self, text: str, status: str) -> None:
         if status and status != self._status:
-            self._terminal.note(status)
+            self._terminal.note(plain(status))  # a whole line: its Markdown can be taken out
         self._status = status
         if text.startswith(self._shown):
             self._terminal.write(text[len(self._shown) :])
