@@ -15,20 +15,26 @@ from typing import Any
 import anthropic
 import pytest
 
-from core.conversation import Message
 from core.providers.anthropic import _CUT_OFF, AnthropicProvider, _map_exception, _scrub, build_params
 from core.providers.anthropic_stream import AnthropicStreamDecoder, StreamErrorEvent
 from core.providers.base import (
     ProviderChunk,
     ProviderError,
-    ProviderRequest,
     StopChunk,
     TextChunk,
     ToolCallChunk,
     UsageChunk,
 )
 from tests.fakes import recorded_sse
-from tests.fakes.recorded_sse import Case, error_fields, split_bytes, text_runs
+from tests.fakes.recorded_sse import (
+    Case,
+    Outcome,
+    case_request,
+    error_fields,
+    fast_path_outcome,
+    split_bytes,
+    text_runs,
+)
 
 KEY = "sk-ant-test-SECRET-1234567890"
 REQUEST_ID = "req_fixed0123456789"
@@ -318,8 +324,6 @@ async def server() -> AsyncIterator[RecordedServer]:
 
 # --- the two paths -----------------------------------------------------------------------------------
 
-Outcome = tuple[list[ProviderChunk], tuple[Any, ...] | None]
-
 
 def comparable(outcome: Outcome) -> Outcome:
     """Text that arrived in one read is one chunk on the fast path (`append_text`): compare the text
@@ -327,23 +331,10 @@ def comparable(outcome: Outcome) -> Outcome:
     return list(text_runs(outcome[0])), outcome[1]
 
 
-def request(case_name: str) -> ProviderRequest:
-    return ProviderRequest(case_name, "You are terse.", (Message.user("hi"),), max_tokens=256)
-
-
 async def fast_path(base_url: str, case_name: str, shared: AnthropicProvider | None = None) -> Outcome:
     """`shared`: a provider to reuse (a new client costs ~50 ms, mostly loading CA certificates)."""
     provider = shared or AnthropicProvider(KEY, base_url)
-    chunks: list[ProviderChunk] = []
-    try:
-        async for chunk in provider.stream(request(case_name)):
-            chunks.append(chunk)
-    except ProviderError as error:
-        return chunks, error_fields(error)
-    finally:
-        if shared is None:
-            await provider.aclose()
-    return chunks, None
+    return await fast_path_outcome(provider, case_name, close=shared is None)
 
 
 async def sdk_path(base_url: str, case_name: str, shared: anthropic.AsyncAnthropic | None = None) -> Outcome:
@@ -353,7 +344,7 @@ async def sdk_path(base_url: str, case_name: str, shared: anthropic.AsyncAnthrop
     started = finished = False
     stop_reason, usage = "end_turn", UsageChunk()
     try:
-        async with client.messages.stream(**build_params(request(case_name))) as events:
+        async with client.messages.stream(**build_params(case_request(case_name))) as events:
             started = True
             async for event in events:
                 if event.type == "text" and event.text:

@@ -18,11 +18,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from core.conversation import Message
 from core.providers.base import (
     ProviderChunk,
     ProviderError,
-    ProviderRequest,
     StopChunk,
     TextChunk,
     ToolCallChunk,
@@ -31,7 +29,15 @@ from core.providers.base import (
 from core.providers.openai import OpenAIProvider, _is_transport_error, _map_exception, _usage
 from core.providers.openai_stream import OpenAIStreamDecoder, StreamErrorFrame, _PartialCall, _tool_call
 from tests.fakes import recorded_sse
-from tests.fakes.recorded_sse import Case, error_fields, split_bytes, text_runs
+from tests.fakes.recorded_sse import (
+    Case,
+    Outcome,
+    case_request,
+    error_fields,
+    fast_path_outcome,
+    split_bytes,
+    text_runs,
+)
 
 KEY = "sk-test-SECRET-1234567890"
 REQUEST_ID = "req_fixed0123456789"
@@ -402,12 +408,7 @@ async def server() -> AsyncIterator[RecordedServer]:
 
 # --- the two paths -----------------------------------------------------------------------------------
 
-Outcome = tuple[list[ProviderChunk], tuple[Any, ...] | None]
 _GENERATED_ID = re.compile(r"call_[0-9a-f]{24}")
-
-
-def request(case_name: str) -> ProviderRequest:
-    return ProviderRequest(case_name, "You are terse.", (Message.user("hi"),), max_tokens=256)
 
 
 def comparable(outcome: Outcome) -> Outcome:
@@ -428,17 +429,7 @@ def comparable(outcome: Outcome) -> Outcome:
 
 async def fast_path(base_url: str, case_name: str, shared: OpenAIProvider | None = None) -> Outcome:
     """`shared`: a provider to reuse (a new client costs ~50 ms, mostly loading CA certificates)."""
-    provider = shared or OpenAIProvider(KEY, base_url)
-    chunks: list[ProviderChunk] = []
-    try:
-        async for item in provider.stream(request(case_name)):
-            chunks.append(item)
-    except ProviderError as error:
-        return chunks, error_fields(error)
-    finally:
-        if shared is None:
-            await provider.aclose()
-    return chunks, None
+    return await fast_path_outcome(shared or OpenAIProvider(KEY, base_url), case_name, close=shared is None)
 
 
 async def sdk_path(
@@ -593,7 +584,7 @@ async def test_connection_is_reused_after_done(server: RecordedServer) -> None:
     provider = OpenAIProvider(KEY, server.base_url)
     try:
         for _ in range(3):
-            assert [c async for c in provider.stream(request("text_only"))][-1] == StopChunk("end_turn")
+            assert [c async for c in provider.stream(case_request("text_only"))][-1] == StopChunk("end_turn")
     finally:
         await provider.aclose()
     assert len(server.peers) == 3

@@ -15,7 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
-from core.providers.base import ProviderChunk, ProviderError, TextChunk
+from core.conversation import Message
+from core.providers.base import Provider, ProviderChunk, ProviderError, ProviderRequest, TextChunk
 from tests.ports import serve_on_free_port
 
 
@@ -45,6 +46,29 @@ def split_bytes(data: bytes, size: int) -> list[bytes]:
 def error_fields(error: ProviderError) -> tuple[Any, ...]:
     """Everything a ProviderError carries, for comparing two paths' errors field by field."""
     return (error.message, error.retryable, error.retry_after, error.status, error.extra)
+
+
+# What one path made of a case: its chunks, and the error's fields (None: it ended cleanly).
+Outcome = tuple[list[ProviderChunk], tuple[Any, ...] | None]
+
+
+def case_request(case_name: str) -> ProviderRequest:
+    """The request for a recorded case: the server picks the case by the request's model."""
+    return ProviderRequest(case_name, "You are terse.", (Message.user("hi"),), max_tokens=256)
+
+
+async def fast_path_outcome(provider: Provider, case_name: str, *, close: bool) -> Outcome:
+    """The provider's own `stream` over a case; `close`: the provider is this call's alone."""
+    chunks: list[ProviderChunk] = []
+    try:
+        async for chunk in provider.stream(case_request(case_name)):
+            chunks.append(chunk)
+    except ProviderError as error:
+        return chunks, error_fields(error)
+    finally:
+        if close:
+            await provider.aclose()
+    return chunks, None
 
 
 class RecordedServer:
