@@ -25,7 +25,8 @@ from core.inbound import ConversationRef
 from tests.fakes import discord_wire
 from tests.fakes.discord_server import BOT_TOKEN as DISCORD_TOKEN
 from tests.fakes.discord_server import FakeDiscord
-from tests.fakes.slack_server import BOT_TOKEN, BOT_USER, SIGNING_SECRET, TEAM, FakeSlack, mention
+from tests.fakes.slack_actions import BOT_USER, TEAM
+from tests.fakes.slack_server import BOT_TOKEN, SIGNING_SECRET, FakeSlack, mention
 
 
 class Driver(Protocol):
@@ -213,7 +214,8 @@ class SlackDriver:
         if method == "chat.stopStream":
             return True  # the end of a native stream: the rest of the text and the notes ride on it
         if method in ("chat.postMessage", "chat.update"):
-            return ends_reply(str(args.get("markdown_text") or ""))
+            # A message with buttons carries its text in `text` (and blocks), not in markdown_text.
+            return ends_reply(str(args.get("markdown_text") or args.get("text") or ""))
         if method in ("chat.startStream", "chat.appendStream"):
             chunks = args.get("chunks") or []
             chunks = json.loads(chunks) if isinstance(chunks, str) else chunks

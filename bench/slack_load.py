@@ -40,7 +40,8 @@ from bot.config import load_settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
 from core.providers.base import ProviderChunk, ProviderRequest, StopChunk, TextChunk, UsageChunk
-from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack, mention
+from tests.fakes.slack_actions import BOT_USER
+from tests.fakes.slack_server import APP_TOKEN, BOT_TOKEN, FakeSlack, mention
 
 SETUP_METHODS = {"auth.test", "apps.connections.open"}
 
@@ -83,7 +84,7 @@ def first_text_at(fake: FakeSlack, channel: str, thread: str) -> float | None:
             c.get("type") == "markdown_text" for c in call.args.get("chunks") or []
         ):
             return call.at
-        if call.method == "chat.postMessage" and call.args.get("markdown_text"):
+        if call.method == "chat.postMessage" and (call.args.get("markdown_text") or call.args.get("text")):
             return call.at
     return None
 

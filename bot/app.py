@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from bot.config import Settings, SettingsError
 from core.access import AccessPolicy
 from core.agent import Agent, AgentConfig
+from core.approvals import ApprovalDesk, ApprovalSettings
 from core.budget import BudgetGuard, BudgetPolicy
 from core.models import PriceTable
 from core.providers.base import Provider
@@ -100,6 +101,10 @@ async def open_core(
     )
     policy = AccessPolicy.build(settings.allowed_users, settings.allowed_channels, settings.admin_users)
     budget = BudgetGuard(store, budget_policy(settings), is_admin=policy.is_admin)
+    approvals = ApprovalDesk(
+        store,
+        ApprovalSettings(settings.tool_policy, settings.bot_approvers, settings.bot_approval_timeout_s),
+    )
     agent = Agent(
         config,
         pool,
@@ -109,6 +114,7 @@ async def open_core(
         UsageRecorder(store, prices),
         counter,
         budget,
+        approvals,
     )
     router = Router(
         store,
@@ -120,6 +126,7 @@ async def open_core(
         settings.offered_models,
         budget.policy,
         max_message_chars=settings.bot_max_message_chars,
+        buttons=settings.bot_answer_buttons,
     )
     try:
         yield Core(settings, store, pool, router, agent, sessions, prices, budget)

@@ -1,4 +1,4 @@
-"""The `bot` command: `bot run`, `bot chat`, `bot --help`."""
+"""The `bot` command: `bot run`, `bot chat`, `bot report`, `bot audit`, `bot --help`."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from adapters.console.adapter import ConsoleAdapter
 from bot.app import Core, open_core
+from bot.auditcli import add_audit_parser, print_audit
 from bot.config import Settings, SettingsError, load_settings, log_format_hint
 from bot.logs import say, setup_logging
 from core.storage import StoreUnavailableError, describe_database
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument(
         "--post", action="store_true", help="post it to every configured REPORT_* destination now"
     )
+    add_audit_parser(commands)
     return parser
 
 
@@ -153,6 +155,7 @@ async def _run(settings: Settings) -> int:
             )
             await console.run()
             return 0
+        _offer_post_message(settings, core, adapters)
         stop = _stop_on_sigterm()
         metrics.instrument(core.router)
         http.add_route("GET", "/metrics", metrics.handler)
@@ -165,6 +168,16 @@ async def _run(settings: Settings) -> int:
         finally:
             await http.stop()  # serve stops it too; this covers a failure before serve runs
     return 0
+
+
+def _offer_post_message(settings: Settings, core: Core, adapters: list[Adapter]) -> None:
+    """`post_message` posts through the adapters of `bot run` (the console has no other channel)."""
+    from bot.destinations import Posters, allowed_channels
+    from core.tools.builtins import post_message_tool
+
+    posters = Posters()
+    posters.add_adapters(adapters)
+    core.agent.tools.register(post_message_tool(posters, allowed_channels(settings.allowed_channels)))
 
 
 async def _serve(
@@ -227,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         setup_logging("INFO", [], log_format_hint())  # JSON config errors under LOG_FORMAT=json too
         return _config_error(error)
-    quiet = (args.command == "chat" and not args.verbose) or args.command == "report"
+    quiet = (args.command == "chat" and not args.verbose) or args.command in ("report", "audit")
     setup_logging(
         "WARNING" if quiet and settings.log_level in ("DEBUG", "INFO") else settings.log_level,
         settings.secrets(),
@@ -240,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_discord_invite(settings))
         if args.command == "report":
             return asyncio.run(_report(settings, args.date, post=args.post))
+        if args.command == "audit":
+            return asyncio.run(print_audit(settings, args.since, args.platform, args.limit, sys.stdout))
         return asyncio.run(_run(settings))
     except KeyboardInterrupt:
         return 130

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -20,6 +20,7 @@ from core.inbound import DEFAULT_MAX_MESSAGE_CHARS
 from core.models import ModelId, Price, parse_model_id
 from core.storage import is_postgres_url, postgres_dsn_from_url, sqlite_path_from_url
 from core.storage.sqlite import MEMORY
+from core.tools.policy import ToolPolicy
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     admin_users: CommaList = Field(default_factory=list)
 
     tool_fetch_allow_private: bool = False
+    # Tool approvals: which calls run on their own, wait for a person, or never run (core/tools/policy.py).
+    bot_tool_policy: str = ""  # e.g. "fetch_url=ask, post_message@slack:C0123=allow, *@telegram:-1001=deny"
+    bot_approvers: Literal["asker_or_admins", "asker", "admins"] = "asker_or_admins"
+    bot_approval_timeout_s: float = Field(600.0, ge=10, le=86_400)
+    bot_answer_buttons: bool = True  # 👍 / 👎 / regenerate under every answer
     log_level: str = "INFO"
     log_format: str = "text"  # text (human-readable) or json (one object per line)
 
@@ -134,6 +140,16 @@ class Settings(BaseSettings):
         if value.strip():
             parse_pricing(value)
         return value
+
+    @field_validator("bot_tool_policy")
+    @classmethod
+    def _valid_policy(cls, value: str) -> str:
+        ToolPolicy.parse(value)  # ValueError names the entry that is wrong
+        return value
+
+    @property
+    def tool_policy(self) -> ToolPolicy:
+        return ToolPolicy.parse(self.bot_tool_policy)
 
     @field_validator("report_time")
     @classmethod

@@ -13,8 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
+from core.approvals import ApprovalDesk
 from core.budget import BudgetGuard
 from core.context import (
     SUMMARISE_INSTRUCTIONS,
@@ -31,8 +31,6 @@ from core.events import (
     Refused,
     TextDelta,
     TextReset,
-    ToolFinished,
-    ToolStarted,
     TurnDone,
     TurnFailed,
 )
@@ -55,15 +53,19 @@ from core.providers.failover import (
 )
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager, SessionState
-from core.storage.base import Store, ToolCallRecord, TurnRecord, TurnStatus
+from core.storage.base import ChoiceRecord, Store, TurnRecord, TurnStatus
 from core.tokens import TokenCounter
-from core.tools.base import ToolContext
 from core.tools.registry import ToolRegistry
+from core.toolstep import StepContext, ToolStep
 from core.usage import UsageRecorder, format_cost, plural
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN = "shutdown"  # the cancel message of turns stopped because the bot is shutting down
+SUSPENDED = (
+    "I am restarting. The approval request above stays open: once it is answered I carry on with this "
+    "answer here."
+)
 
 Emit = Callable[[AgentEvent], None]
 
@@ -113,6 +115,7 @@ class _Turn:
     output_tokens: int = 0
     cost: float | None = 0.0
     call: _Call | None = None  # the provider call in flight, until its usage row is written
+    step: StepContext | None = None  # the tool phase's view of this turn (approvals it waits on)
 
     def add_text(self, text: str) -> None:
         self.text += text
@@ -138,8 +141,11 @@ class Agent:
         usage: UsageRecorder,
         counter: TokenCounter,
         budget: BudgetGuard | None = None,
+        approvals: ApprovalDesk | None = None,
     ) -> None:
         self.config = config
+        self.approvals = approvals
+        self._tool_step = ToolStep(tools, store, approvals)
         self._budget = budget
         self._pool = pool
         self._tools = tools
@@ -168,6 +174,7 @@ class Agent:
         """Run one turn. `resume`: the turn was running when the bot stopped and its question (and any
         finished tool steps) are already in history: carry on from there."""
         turn = _Turn(state, record, inbound, emit, self.model_for(state))
+        turn.step = StepContext(inbound, record.id, state.id, emit)
         user_message = Message("user", (TextBlock(inbound.text), *inbound.images))
         refusal = None if resume else self._too_long(turn, user_message)
         if refusal:
@@ -180,13 +187,19 @@ class Agent:
             emit(Refused(over_budget))
             return
         try:
+            paused = None
             if resume:
                 await self._store.set_turn_status(record.id, "running")
+                if self.approvals is not None:
+                    paused = await self.approvals.paused_step(record.id, state.messages())
             else:
                 await self._sessions.append(state, [user_message], turn_id=record.id, turn_status="running")
-            await self._loop(turn)
+            await self._loop(turn, paused)
         except asyncio.CancelledError as cancel:
             shutdown = SHUTDOWN in cancel.args  # Router.drain cancels with this message
+            if shutdown and turn.step is not None and turn.step.waiting:
+                await asyncio.shield(self._suspend(turn))
+                return
             await asyncio.shield(self._finish_cancelled(turn, shutdown=shutdown))
         except ProviderError as error:
             await self._finish_failed(turn, error)
@@ -208,15 +221,20 @@ class Agent:
             f"about {limit:,}. Please shorten it or split it up."
         )
 
-    async def _loop(self, turn: _Turn) -> None:
+    async def _loop(self, turn: _Turn, paused: tuple[Message, list[ChoiceRecord]] | None = None) -> None:
         for step_number in range(1, self.config.max_steps + 1):
-            if step_number > 1 and await self._stopped_by_budget(turn):
-                return
-            await self._fit_context(turn)
-            if turn.text and not turn.text.endswith("\n\n") and step_number > 1:
-                turn.add_text("\n\n")  # separate the texts of consecutive steps
-            turn.step_text = ""
-            step = await self._model_step(turn)
+            choices: list[ChoiceRecord] = []
+            if paused is not None:  # a resumed turn carries on in the step it waited in
+                step, choices = _step_of(turn, paused[0]), paused[1]
+                paused = None
+            else:
+                if step_number > 1 and await self._stopped_by_budget(turn):
+                    return
+                await self._fit_context(turn)
+                if turn.text and not turn.text.endswith("\n\n") and step_number > 1:
+                    turn.add_text("\n\n")  # separate the texts of consecutive steps
+                turn.step_text = ""
+                step = await self._model_step(turn)
             uses = [ToolUseBlock(c.id, c.name, c.input or {}) for c in step.tool_calls]
             blocks: list[Block] = [TextBlock(step.text)] if step.text else []
             assistant = Message("assistant", (*blocks, *uses))
@@ -224,7 +242,8 @@ class Agent:
                 await self._finish(turn, [assistant] if blocks else [Message.assistant("(no answer)")])
                 return
             turn.running_calls = step.tool_calls
-            results = await self._run_tools(turn, step.tool_calls)
+            assert turn.step is not None
+            results = await self._tool_step.run(turn.step, step.tool_calls, assistant, choices)
             await self._sessions.append(turn.state, [assistant, results])
             turn.running_calls = []
             turn.step_text = ""
@@ -244,15 +263,29 @@ class Agent:
 
     async def _finish(self, turn: _Turn, messages: list[Message]) -> None:
         await self._sessions.append(
-            turn.state, messages, turn_id=turn.record.id, turn_status="done", answer=turn.text
+            turn.state,
+            messages,
+            turn_id=turn.record.id,
+            turn_status="done",
+            answer=turn.text,
+            model=str(turn.model),
         )
         footer = (
             cost_footer(turn.input_tokens, turn.output_tokens, turn.cost) if self.config.cost_footer else ""
         )
         turn.emit(TurnDone(turn.text, turn.input_tokens, turn.output_tokens, turn.cost, footer))
 
+    async def _suspend(self, turn: _Turn) -> None:
+        """Shutting down while the turn waits for an approval: the choice stays open and the turn stays
+        running in the store, so the next start resumes it where it waits (the step is stored with the
+        choice). The user is told; nothing is marked delivered."""
+        await self._record_open_call(turn, "cancelled; tokens estimated")
+        turn.emit(TurnFailed("suspended", SUSPENDED, turn.text))
+
     async def _finish_cancelled(self, turn: _Turn, *, shutdown: bool = False) -> None:
         await self._record_open_call(turn, "cancelled; tokens estimated")
+        if turn.step is not None:
+            await self._tool_step.stopped(turn.step)
         status: TurnStatus = "interrupted" if shutdown else "cancelled"
         if shutdown:
             marker = "[interrupted: the bot restarted]"
@@ -433,30 +466,6 @@ class Agent:
             )
             turn.model = event.next_model
 
-    async def _run_tools(self, turn: _Turn, calls: list[ToolCallChunk]) -> Message:
-        """Run the step's tool calls concurrently; results come back in call order."""
-        context = ToolContext(turn.inbound.ref, turn.inbound.sender.id)
-
-        async def run_one(call: ToolCallChunk) -> ToolResultBlock:
-            turn.emit(ToolStarted(call.id, call.name, call.input or {}))
-            outcome = await self._tools.run(call.name, call.input, context)
-            turn.emit(ToolFinished(call.id, call.name, outcome.output, outcome.is_error, outcome.duration_s))
-            await self._store.record_tool_call(
-                ToolCallRecord(
-                    ts=datetime.now(UTC),
-                    session_id=turn.state.id,
-                    platform=turn.inbound.ref.platform,
-                    user_id=turn.inbound.sender.id,
-                    tool=call.name,
-                    ok=not outcome.is_error,
-                    duration_ms=outcome.duration_s * 1000,
-                )
-            )
-            return ToolResultBlock(call.id, outcome.output, outcome.is_error)
-
-        results = await asyncio.gather(*(run_one(c) for c in calls))
-        return Message("user", tuple(results))
-
     async def _fit_context(self, turn: _Turn) -> None:
         state = turn.state
         budget = self.budget_for(turn.model)
@@ -502,6 +511,14 @@ class Agent:
                 await self._record_call(turn, event.model, event.chunk, emit=False)
         await self._record_open_call(turn, "no usage reported; tokens estimated", emit=False)
         return "".join(parts)
+
+
+def _step_of(turn: _Turn, assistant: Message) -> _Step:
+    """The paused step of a resumed turn, as if the model had just sent it (its text shown again)."""
+    if assistant.text:
+        turn.add_text(assistant.text)
+    calls = [ToolCallChunk(u.id, u.name, u.input, json.dumps(u.input)) for u in assistant.tool_uses]
+    return _Step(assistant.text, calls, "tool_use")
 
 
 def cost_footer(input_tokens: int, output_tokens: int, cost: float | None) -> str:

@@ -149,6 +149,25 @@ async def _report(ctx: CommandContext) -> str:
     return report_markdown(report)
 
 
+AUDIT_ROWS = 20
+AUDIT_DEFAULT_SINCE = "7d"
+
+
+async def _audit(ctx: CommandContext) -> str:
+    if not ctx.is_admin:
+        return "Only admins can see the audit of tool calls."
+    from core.audit import audit_markdown, parse_since  # loaded on first use only
+
+    zone = ctx.budget.zone
+    try:
+        since = parse_since(ctx.args or AUDIT_DEFAULT_SINCE, utc_now(), zone)
+    except ValueError as error:
+        text = str(error)
+        return f"{text[:1].upper()}{text[1:]}."
+    rows = await ctx.store.audit_entries(since, limit=AUDIT_ROWS)
+    return audit_markdown(rows, since, zone)
+
+
 async def _stop(ctx: CommandContext) -> str:
     if await ctx.sessions.stop_anywhere(ctx.message.ref.key):
         return "Stopping the current answer."
@@ -161,6 +180,11 @@ async def _help(ctx: CommandContext) -> str:
     return "\n".join(lines)
 
 
+async def _regenerate(ctx: CommandContext) -> str:
+    # The router answers /regenerate itself (it starts a turn); this entry lists it in /help and menus.
+    return "Use the 🔄 button under an answer, or send /regenerate in its conversation."
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("new", "Start a fresh conversation", "new", _new),
     Command(
@@ -170,7 +194,15 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         "report", "Admins: the team's usage report for today or a date", "report [YYYY-MM-DD]", _report, True
     ),
+    Command(
+        "audit",
+        "Admins: the latest tool calls and who approved them (default: 7 days)",
+        "audit [24h|7d|YYYY-MM-DD]",
+        _audit,
+        True,
+    ),
     Command("stop", "Stop the answer in progress", "stop", _stop),
+    Command("regenerate", "Write the latest answer again, as a new version", "regenerate", _regenerate),
     Command("help", "What I can do and how to use me", "help", _help),
 )
 _BY_NAME = {c.name: c for c in COMMANDS} | {"start": Command("start", "Say hello", "start", _help)}

@@ -7,6 +7,7 @@ arguments to adapter methods.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 
@@ -53,6 +54,30 @@ class UsageReport:
     cost_usd: float | None  # None: the model's price is unknown
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalRequested:
+    """A tool call waits for a person to approve it (stored as choice `choice_id`). The presenter shows
+    a card with Approve / Deny / Always allow here; `message_id`: the card an earlier attempt at this
+    turn already showed (a turn resumed after a restart): edited, not posted again."""
+
+    choice_id: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any]
+    prompt: str  # the card's Markdown: what wants to run, with what, for whom, until when
+    expires_at: datetime
+    message_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalResolved:
+    """The card of choice `choice_id` now shows `text` (no buttons): expired, stopped, or the outcome of
+    the approved call."""
+
+    choice_id: int
+    text: str
+
+
 NoticeKind = Literal["retrying", "fallback", "compacted", "queued", "step_limit", "interrupted", "cut"]
 
 
@@ -90,7 +115,8 @@ class TurnDone:
     footer: str = ""
 
 
-FailureReason = Literal["cancelled", "provider_error", "internal_error"]
+# "suspended": the bot shut down while the turn waited for an approval; it carries on after the restart.
+FailureReason = Literal["cancelled", "suspended", "provider_error", "internal_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +131,8 @@ AgentEvent = (
     | TextReset
     | ToolStarted
     | ToolFinished
+    | ApprovalRequested
+    | ApprovalResolved
     | UsageReport
     | Notice
     | CommandReply

@@ -61,6 +61,7 @@ class InboundMessage:
     # Where the answer goes, in the adapter's own terms (opaque to the core): stored with the turn, so
     # the adapter can rebuild the reply surface after a restart (`Adapter.surface_for`).
     reply_address: str = ""
+    regenerates: int = 0  # a "regenerate" of this turn's answer (0: a new message)
 
 
 def storable(text: str) -> str:

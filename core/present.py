@@ -17,9 +17,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
+from core.actions import Buttons, approval_buttons
 from core.delivery import ConversationPressure, FinalRetry, Pressure, deliver, optional
 from core.events import (
     AgentEvent,
+    ApprovalRequested,
+    ApprovalResolved,
     CommandReply,
     Notice,
     Refused,
@@ -38,6 +41,7 @@ from core.textsplit import split_text
 log = logging.getLogger(__name__)
 
 THINKING = "is thinking…"
+WAITING = "is waiting for approval…"
 EMPTY_ANSWER = "The model returned an empty answer."
 # Worth a line under the answer; the rest is transient.
 LASTING_NOTICES = ("step_limit", "interrupted", "cut")
@@ -47,6 +51,8 @@ STALE_RETRY = FinalRetry(deadline_s=120.0)  # removing what a killed process lef
 
 # Hears of every platform message the answer is shown in, as soon as it exists (the router stores it).
 OnShown = Callable[[str], Awaitable[None]]
+# Hears of the message an approval card was posted in: (choice id, message id).
+OnCard = Callable[[int, str], Awaitable[None]]
 
 
 @dataclass
@@ -59,6 +65,7 @@ class Outcome:
     calls: int = 0  # platform calls made
     kind: str = "nothing"  # "answer", "reply" or "nothing"
     error: str = ""  # why the final text did not land
+    suspended: bool = False  # the turn waits for an approval across a restart: not over yet
 
 
 def _argument_summary(arguments: dict[str, object], limit: int = 60) -> str:
@@ -116,11 +123,15 @@ class Presenter:
         stale: Sequence[str] = (),
         after: asyncio.Future[None] | None = None,
         budget: InterimBudget | None = None,
+        on_card: OnCard | None = None,
+        answer_buttons: Buttons | None = None,
+        retry_buttons: Buttons | None = None,
     ) -> None:
         """`stale`: messages an earlier attempt at this answer was shown in (a process killed mid-way);
         `remove_stale` deletes them once this answer has landed. `after`: done once the previous
         answer in this conversation has been shown; the final text waits for it, to keep the order.
-        `budget`: the process's interim updates per second, shared with the other answers streaming."""
+        `budget`: the process's interim updates per second, shared with the other answers streaming.
+        `answer_buttons` go under a finished answer, `retry_buttons` under one that failed."""
         self._surface = surface
         self._caps = surface.capabilities
         # Optional calls hold back under this conversation's 429s and under the platform's bot-wide ones.
@@ -147,6 +158,10 @@ class Presenter:
         self._recorded: set[str] = set()
         self._stale = tuple(stale)
         self._after = after
+        self._on_card = on_card
+        self._cards: dict[int, str] = {}  # choice id -> the message of its approval card
+        self._answer_buttons = answer_buttons
+        self._retry_buttons = retry_buttons
         self.outcome = Outcome()
 
     # --- the event loop -----------------------------------------------------------------------------
@@ -181,6 +196,10 @@ class Presenter:
         elif isinstance(event, ToolStarted | ToolFinished):
             self._typing_on()
             await self._tool(event)
+        elif isinstance(event, ApprovalRequested):
+            await self._approval(event)
+        elif isinstance(event, ApprovalResolved):
+            await self._approval_resolved(event)
         elif isinstance(event, Notice):
             await self._notice(event)
         elif isinstance(event, CommandReply | Refused):
@@ -188,11 +207,15 @@ class Presenter:
             return True
         elif isinstance(event, TurnDone):
             footer = [Note("footer", event.footer)] if event.footer.strip() else []
-            await self._finish(event.text, [*self._notes, *footer], empty_note=True)
+            notes = [*self._notes, *footer]
+            await self._finish(event.text, notes, empty_note=True, buttons=self._answer_buttons)
             return True
         elif isinstance(event, TurnFailed):
-            kind: NoteKind = "stopped" if event.reason == "cancelled" else "failure"
-            await self._finish(event.partial_text, [*self._notes, Note(kind, event.message)])
+            stopped = event.reason in ("cancelled", "suspended")
+            kind: NoteKind = "stopped" if stopped else "failure"
+            buttons = None if stopped else self._retry_buttons
+            await self._finish(event.partial_text, [*self._notes, Note(kind, event.message)], buttons=buttons)
+            self.outcome.suspended = event.reason == "suspended"
             return True
         return False
 
@@ -404,7 +427,9 @@ class Presenter:
             return
         await self._status_settled()
         await self._final_sync(segment, ())
-        self._segments.append(_Segment(len(self._text), EditWriter(self._surface, self._caps)))
+        # Later text goes below in a new message: streamed again where the surface streams.
+        stream = await self._surface.open_stream() if self._caps.native_stream else None
+        self._segments.append(_Segment(len(self._text), stream or EditWriter(self._surface, self._caps)))
 
     async def _notice(self, event: Notice) -> None:
         if event.kind in LASTING_NOTICES:
@@ -416,6 +441,38 @@ class Presenter:
             return
         self._status = f"ℹ️ _{event.text}_"  # transient: replaced by the next status, gone at the end
         self._changed()
+
+    # --- approval cards -------------------------------------------------------------------------------
+
+    async def _approval(self, event: ApprovalRequested) -> None:
+        """The text so far lands above the card; the card waits with its buttons; the indicator says so."""
+        self._typing_off()
+        await self._close_segment()
+        if self._caps.status:
+            await self._set_status(WAITING)
+        if event.message_id:  # a resumed turn: its card is already there, buttons and all
+            self._cards[event.choice_id] = event.message_id
+            return
+        post = partial(self._surface.post, event.prompt, approval_buttons(event.choice_id))
+        message_id = await deliver(post, "approval card", self._retry, self._pressure)
+        self._cards[event.choice_id] = message_id
+        self.outcome.calls += 1
+        if self._on_card is not None:
+            try:
+                await self._on_card(event.choice_id, message_id)
+            except Exception:  # the click still works (it names the choice); only a check is lost
+                log.warning("could not record the card of choice %s", event.choice_id, exc_info=True)
+
+    async def _approval_resolved(self, event: ApprovalResolved) -> None:
+        message_id = self._cards.get(event.choice_id)
+        if message_id is None:
+            return
+        edit = partial(self._surface.edit, message_id, event.text, None)
+        try:
+            await deliver(edit, "approval card", self._retry, self._pressure)
+        except DeliveryError as error:  # the answer matters more than the card's last line
+            log.info("could not update the card of choice %s: %s", event.choice_id, error)
+        self.outcome.calls += 1
 
     # --- the end --------------------------------------------------------------------------------------
 
@@ -437,7 +494,9 @@ class Presenter:
         self.outcome.final_text = event.text
         self.outcome.delivered = True
 
-    async def _finish(self, text: str, notes: list[Note], *, empty_note: bool = False) -> None:
+    async def _finish(
+        self, text: str, notes: list[Note], *, empty_note: bool = False, buttons: Buttons | None = None
+    ) -> None:
         self.outcome.kind = "answer"
         self._share.leave()  # the final text is not an interim update
         self._typing_off()
@@ -459,19 +518,21 @@ class Presenter:
             notes = [Note("info", EMPTY_ANSWER), *notes]
         if self._after is not None and not self._after.done():
             await asyncio.shield(self._after)  # the answer before this one lands first
-        await self._final_sync(segment, notes)
+        await self._final_sync(segment, notes, buttons)
         self.outcome.final_text = "\n\n".join(
             part for part in (self._text.strip("\n"), *(self._surface.note(n) for n in notes)) if part
         )
         self.outcome.delivered = True
 
-    async def _final_sync(self, segment: _Segment, notes: Sequence[Note]) -> None:
-        """Make `segment` show its final text (and `notes`), retried until it lands; a native stream
-        that closes hands the rest to post + edit."""
+    async def _final_sync(
+        self, segment: _Segment, notes: Sequence[Note], buttons: Buttons | None = None
+    ) -> None:
+        """Make `segment` show its final text (and `notes`, and `buttons` under it), retried until it
+        lands; a native stream that closes hands the rest to post + edit."""
         async with self._writing:
             try:
                 while True:
-                    finish = partial(segment.writer.finish, self._segment_text(segment), notes)
+                    finish = partial(segment.writer.finish, self._segment_text(segment), notes, buttons)
                     try:
                         await deliver(finish, "final text", self._retry, self._pressure)
                         return

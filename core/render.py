@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from core.actions import Buttons
 from core.surface import Capabilities, Note, Surface
 from core.textsplit import open_fence, split_text
 
@@ -21,12 +22,13 @@ class EditWriter:
     def __init__(self, surface: Surface, capabilities: Capabilities) -> None:
         self._surface = surface
         self._caps = capabilities
-        self._shown: list[tuple[str, str]] = []  # (message id, text shown) per part
+        # (message id, text shown, buttons shown) per part
+        self._shown: list[tuple[str, str, Buttons | None]] = []
         self.calls = 0  # platform calls made, for benchmarks
 
     @property
     def message_ids(self) -> list[str]:
-        return [message_id for message_id, _ in self._shown]
+        return [message_id for message_id, _, _ in self._shown]
 
     @property
     def started(self) -> bool:
@@ -43,14 +45,15 @@ class EditWriter:
         if self._caps.can_edit and (text or status):
             await self._sync(self._parts(text, status))
 
-    async def finish(self, text: str, notes: Sequence[Note] = ()) -> None:
-        """Make the messages show exactly `text` followed by `notes` (in the surface's small print)."""
+    async def finish(self, text: str, notes: Sequence[Note] = (), buttons: Buttons | None = None) -> None:
+        """Make the messages show exactly `text` followed by `notes` (in the surface's small print), and
+        `buttons` under the last part."""
         text = text.strip("\n")
         fence = open_fence(text)
         if fence is not None and notes:  # a cut-off answer left a code block open: notes go below it
             text += "\n" + fence[: len(fence) - len(fence.lstrip("`~"))]
         body = "\n\n".join(part for part in (text, *map(self._surface.note, notes)) if part)
-        await self._sync(self._parts(body or PLACEHOLDER, ""), final=True)
+        await self._sync(self._parts(body or PLACEHOLDER, ""), final=True, buttons=buttons)
 
     def _parts(self, text: str, status: str) -> list[str]:
         limit = self._caps.max_message_chars
@@ -59,21 +62,22 @@ class EditWriter:
             parts[-1] = f"{parts[-1]}\n\n{status}"
         return parts
 
-    async def _sync(self, parts: list[str], *, final: bool = False) -> None:
+    async def _sync(self, parts: list[str], *, final: bool = False, buttons: Buttons | None = None) -> None:
         for index, part in enumerate(parts):
+            wanted = buttons if index == len(parts) - 1 else None  # only the last part has buttons
             if index < len(self._shown):
-                message_id, shown = self._shown[index]
-                if shown != part and self._caps.can_edit:
+                message_id, shown, had = self._shown[index]
+                if (shown != part or had != wanted) and self._caps.can_edit:
                     self.calls += 1
-                    await self._surface.edit(message_id, part)
-                    self._shown[index] = (message_id, part)
+                    await self._surface.edit(message_id, part, wanted)
+                    self._shown[index] = (message_id, part, wanted)
             else:
                 self.calls += 1
-                message_id = await self._surface.post(part)
-                self._shown.append((message_id, part))
+                message_id = await self._surface.post(part, wanted)
+                self._shown.append((message_id, part, wanted))
         if final:
             while len(self._shown) > len(parts):  # the text got shorter than what was shown
-                message_id, _ = self._shown[-1]
+                message_id, _, _ = self._shown[-1]
                 self.calls += 1
                 await self._surface.delete(message_id)
                 self._shown.pop()

@@ -15,9 +15,12 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
+from core import regenerate
 from core.access import AccessPolicy
+from core.actions import Button, Buttons, Click, ClickReply, RegenerateAction, answer_buttons, encode_action
 from core.agent import SHUTDOWN, Agent
 from core.budget import BudgetPolicy
+from core.clicks import ClickDesk
 from core.commands import CommandContext, ParsedCommand, parse_command, run_command
 from core.conversation import Message, tool_names_since_last_question
 from core.delivery import Pressure
@@ -102,7 +105,9 @@ class Router:
         budget: BudgetPolicy | None = None,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         interim_updates_per_s: float = DEFAULT_INTERIM_UPDATES_PER_S,
+        buttons: bool = True,
     ) -> None:
+        """`buttons`: 👍 / 👎 / regenerate under every answer (BOT_ANSWER_BUTTONS)."""
         self._store = store
         self._sessions = sessions
         self._agent = agent
@@ -123,6 +128,8 @@ class Router:
         self._unshown: dict[str, set[int]] = {}
         self._observer: EventObserver | None = None
         self.links = MessageLinks(store)  # conversations of platform messages (Telegram reply chains)
+        self._buttons = buttons
+        self._clicks = ClickDesk(store, policy, agent.approvals, self._regenerate_for, self.pressure)
 
     # --- the front door ---------------------------------------------------------------------------
 
@@ -147,7 +154,8 @@ class Router:
             # shown again from the store once the adapter is back (`recover`).
             self._unshown.setdefault(turn.ref.platform, set()).add(turn.id)
             raise
-        await self._delivered(turn, outcome)
+        if not outcome.suspended:  # a turn waiting for an approval over a restart is not over
+            await self._delivered(turn, outcome)
         return outcome
 
     def _presenter(
@@ -157,6 +165,7 @@ class Router:
         previous: asyncio.Future[None] | None,
         stale: Sequence[str] = (),
     ) -> Presenter:
+        retry = Button(encode_action(RegenerateAction(turn.id)), "🔄 Try again")
         return Presenter(
             surface,
             pressure=self.pressure(turn.ref.platform),
@@ -164,6 +173,9 @@ class Router:
             on_shown=partial(self._store.add_shown_message, turn.id),
             stale=stale,
             after=previous,
+            on_card=self._store.set_choice_message,
+            answer_buttons=answer_buttons(turn.id) if self._buttons else None,
+            retry_buttons=Buttons((retry,)) if self._buttons else None,
         )
 
     @contextlib.asynccontextmanager
@@ -223,6 +235,8 @@ class Router:
     async def _admit(self, message: InboundMessage) -> Admission:
         refusal = self._policy.refusal(message)
         parsed = parse_command(message.text) if not refusal else None
+        if parsed is not None and parsed.name in regenerate.COMMAND_NAMES:
+            return await self._admit_regenerate_command(message)
         empty = not message.text.strip() and not message.images
         try:
             if refusal or parsed is not None or empty:
@@ -241,6 +255,7 @@ class Router:
                 reply_address=message.reply_address,
                 is_dm=message.is_dm,
                 sender_name=message.sender.name,
+                regenerates=message.regenerates,
             )
             if turn is None:
                 return self._duplicate(message)
@@ -249,6 +264,56 @@ class Router:
             log.exception("could not accept event %s", message.event_id)
             return Admission(message, reply=TurnFailed("internal_error", BROKEN_REPLY))
         return Admission(message, turn=turn, state=state)
+
+    # --- buttons ---------------------------------------------------------------------------------------
+
+    async def click(self, click: Click, surfaces: SurfaceFor) -> ClickReply:
+        """A button pressed on `click.ref.platform` (see core/clicks.py); never raises. `surfaces`: the
+        adapter's `surface_for`, to edit a card or show a regenerated answer where the turn was."""
+        if not self.accepting:
+            return ClickReply(DRAINING_REPLY, refused=True)
+        return await self._clicks.handle(click, surfaces)
+
+    async def _regenerate_for(self, turn: TurnRecord, click: Click, surfaces: SurfaceFor) -> ClickReply:
+        """The regenerate button: the answer is written again below, in the same conversation."""
+        refusal = await regenerate.refusal(self._store, self._sessions, turn)
+        if refusal:
+            return ClickReply(refusal, refused=True)
+        message = replace(
+            _inbound_of(turn),
+            sender=click.sender,
+            event_id=f"regenerate:{click.event_id}",
+            regenerates=turn.id,
+        )
+        admission = await self._admit(message)
+        if admission.turn is None:
+            return ClickReply()  # the press was already taken (another replica)
+        self._spawn(self._present_in_background(admission, surfaces(turn.ref, turn.reply_address)))
+        return ClickReply("Writing another answer…")
+
+    async def _admit_regenerate_command(self, message: InboundMessage) -> Admission:
+        """`/regenerate`: the conversation's latest answer written again, like the button."""
+        try:
+            latest = await self._store.turn_before(message.ref.key, regenerate.NEWEST)
+            refusal = await regenerate.refusal(self._store, self._sessions, latest)
+            theirs = latest is None or latest.sender_id == message.sender.id
+            if refusal is None and not theirs and not self._policy.is_admin(message):
+                refusal = "Only the person who asked, or an admin, can regenerate this answer."
+        except Exception:
+            log.exception("could not look up the answer to regenerate")
+            return Admission(message, reply=TurnFailed("internal_error", BROKEN_REPLY))
+        if refusal is not None or latest is None:
+            if not await self._store.claim_event(message.ref.platform, message.event_id):
+                return self._duplicate(message)
+            return Admission(message, reply=CommandReply(refusal or regenerate.NOTHING, private=True))
+        again = replace(message, text=latest.text, regenerates=latest.id)
+        return await self._admit(again)
+
+    async def _present_in_background(self, admission: Admission, surface: Surface) -> None:
+        try:
+            await self.present(admission, surface)
+        except Exception:
+            log.exception("could not show a regenerated answer")
 
     @staticmethod
     def _duplicate(message: InboundMessage) -> Admission:
@@ -328,6 +393,12 @@ class Router:
                 current = asyncio.current_task()
                 assert current is not None
                 self._sessions.set_running(message.ref.key, current)
+                if record.regenerates and not resume:
+                    refused = await regenerate.rewind(self._store, self._sessions, state, record)
+                    if refused:
+                        await self._store.set_turn_answer(record.id, "failed", refused)
+                        queue.put_nowait(TurnFailed("cancelled", refused))
+                        return
                 await self._agent.run_turn(state, record, message, queue.put_nowait, resume=resume)
         except asyncio.CancelledError:
             # Cancelled while still queued (shutdown): the turn stays pending and is answered at start-up.
@@ -361,7 +432,7 @@ class Router:
             taken += 1
             state = await self._sessions.get(turn.ref)
             message = _inbound_of(turn)
-            if turn.status == "running" and not self._resumable(state, turn):
+            if turn.status == "running" and not await self._resumable(state, turn):
                 self._spawn(self._close_interrupted(state, turn, surfaces))
                 continue
             admission = Admission(message, turn=turn, state=state)
@@ -369,10 +440,14 @@ class Router:
             self._spawn(self._present_recovered(admission, events, surfaces))
         return taken
 
-    def _resumable(self, state: SessionState, turn: TurnRecord) -> bool:
-        """True when the interrupted turn only used tools that read (or none): safe to run again."""
+    async def _resumable(self, state: SessionState, turn: TurnRecord) -> bool:
+        """True when the interrupted turn only used tools that read (or none), so it is safe to run
+        again, or when it was paused in a step waiting for an approval (it carries on from that step)."""
         if state.id != turn.session_id:
             return False  # the conversation moved on (/new) since
+        approvals = self._agent.approvals
+        if approvals is not None and await approvals.paused_step(turn.id, state.messages()) is not None:
+            return True
         used = tool_names_since_last_question(state.messages())
         return all((tool := self._agent.tools.get(name)) is not None and tool.read_only for name in used)
 
@@ -486,6 +561,7 @@ def _inbound_of(turn: TurnRecord) -> InboundMessage:
         turn.event_id,
         is_dm=turn.is_dm,
         reply_address=turn.reply_address,
+        regenerates=turn.regenerates,
     )
 
 

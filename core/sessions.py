@@ -137,12 +137,13 @@ class SessionManager:
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
         answer: str | None = None,
+        model: str | None = None,
     ) -> None:
-        """Persist messages (atomically, with the turn's status and final `answer`), then add them to the
-        in-memory history."""
+        """Persist messages (atomically, with the turn's status, final `answer` and the `model` that wrote
+        it), then add them to the in-memory history."""
         counted = [(m, await self._counter.count_message_async(m)) for m in messages]
         ids = await self._store.append_messages(
-            state.id, counted, turn_id=turn_id, turn_status=turn_status, answer=answer
+            state.id, counted, turn_id=turn_id, turn_status=turn_status, answer=answer, model=model
         )
         for (message, tokens), message_id in zip(counted, ids, strict=True):
             state.remember(StoredMessage(message_id, message, tokens))
@@ -165,6 +166,18 @@ class SessionManager:
             state.record.summary_tokens,
             state.record.created_at,
         )
+
+    async def rewind(self, state: SessionState, keep: int) -> int:
+        """Take the live messages from index `keep` on out of the history (a regenerated answer replaces
+        them); returns how many went."""
+        if keep >= len(state.history):
+            return 0
+        first = state.history[keep].id
+        dropped = await self._store.drop_messages_from(state.id, first)
+        state.history = state.history[:keep]
+        state.reindex()
+        state.total_tokens = state.record.summary_tokens + sum(m.tokens for m in state.history)
+        return dropped
 
     def apply_compaction(
         self, state: SessionState, keep_from: int, summary: str, summary_tokens: int

@@ -7,6 +7,10 @@ the presenter can tell a 429 (wait `retry_after`) from a timeout (retry) from a 
 
 Message ids are opaque strings chosen by the surface. Text handed to a surface is the core's Markdown,
 already split to fit `Capabilities.max_message_chars`.
+
+Buttons (core/actions.py) ride on `post`, `edit` and `AnswerStream.finish`: a message shows exactly the
+buttons of the last call that wrote it, so `buttons=None` on an edit removes the ones it had (a decided
+approval card, an interim part that is no longer the last).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from core.actions import Buttons
 from core.events import ToolFinished, ToolStarted
 
 
@@ -91,10 +96,10 @@ class AnswerStream(Protocol):
         """Show that the call finished, like `tool_started`."""
         ...
 
-    async def finish(self, text: str, notes: Sequence[Note]) -> None:
-        """Make the final answer `text` (and `notes` under it) the lasting content and end the stream.
-        Must be safe to call again after a DeliveryError (the presenter retries it). Raises
-        StreamClosed when the rest must be posted instead."""
+    async def finish(self, text: str, notes: Sequence[Note], buttons: Buttons | None = None) -> None:
+        """Make the final answer `text` (and `notes` under it) the lasting content, with `buttons` under
+        it, and end the stream. Must be safe to call again after a DeliveryError (the presenter retries
+        it). Raises StreamClosed when the rest must be posted instead."""
         ...
 
     @property
@@ -109,11 +114,14 @@ class Surface(Protocol):
 
     capabilities: Capabilities
 
-    async def post(self, text: str) -> str:
-        """Post a message with `text` (a part of the answer, or a whole short reply); return its id."""
+    async def post(self, text: str, buttons: Buttons | None = None) -> str:
+        """Post a message with `text` (a part of the answer, a whole short reply, an approval card) and
+        `buttons` under it; return its id (the form a `Click.message_id` on it comes back in)."""
         ...
 
-    async def edit(self, message_id: str, text: str) -> None: ...
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
+        """Make the message show `text` and exactly `buttons` (None: no buttons)."""
+        ...
 
     async def delete(self, message_id: str) -> None:
         """Remove a message the presenter posted (a transient notice, an unused placeholder)."""

@@ -11,7 +11,7 @@ from core.events import UsageReport
 from core.inbound import InboundMessage
 from core.models import ModelId, PriceTable
 from core.providers.base import UsageChunk
-from core.storage.base import Store, UsageRecord, UsageTotals
+from core.storage.base import RatingTotals, Store, UsageRecord, UsageTotals
 
 
 class UsageRecorder:
@@ -58,6 +58,7 @@ class UsageRecorder:
                 latency_ms=latency_s * 1000,
                 ok=not error if ok is None else ok,
                 error=error,
+                regeneration=inbound.regenerates != 0,
             )
         )
         return UsageReport(
@@ -119,4 +120,16 @@ async def usage_summary(
         cost = format_cost(row.cost_usd) if row.unpriced_calls < row.calls else "unknown price"
         tokens = row.input_tokens + row.cache_read_tokens + row.cache_write_tokens + row.output_tokens
         lines.append(f"• {row.model}: {plural(row.calls, 'call')}, {plural(tokens, 'token')}, {cost}")
+    ratings = await store.rating_totals(now - timedelta(days=30), now, "model", platform=platform)
+    lines += ratings_lines(ratings, platform)
     return "\n".join(lines)
+
+
+def ratings_lines(ratings: list[RatingTotals], platform: str) -> list[str]:
+    """👍 / 👎 given to answers on `platform` (by everyone there) per model; [] when nobody rated."""
+    rated = [r for r in ratings if r.up or r.down]
+    if not rated:
+        return []
+    lines = [f"Answer ratings on {platform}, everyone (30 days):"]
+    lines += [f"• {r.key}: 👍 {r.up:,} · 👎 {r.down:,} ({r.rate:.0%} 👍)" for r in rated]
+    return lines

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.logs import SAY_LOGGER
+from core.actions import Buttons
 from core.events import AgentEvent, TextDelta, ToolFinished, ToolStarted, TurnDone
 from core.inbound import ConversationRef, InboundMessage, Sender
 from core.router import Router
@@ -100,6 +101,7 @@ class RecordingSurface:
         default_factory=lambda: Capabilities(max_message_chars=200, edit_interval_s=0.01)
     )
     messages: dict[str, str] = field(default_factory=dict)
+    buttons: dict[str, Buttons | None] = field(default_factory=dict)  # what each message shows
     private_replies: list[str] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     fail: dict[str, list[Exception]] = field(default_factory=dict)
@@ -115,15 +117,17 @@ class RecordingSurface:
     def texts(self) -> list[str]:
         return list(self.messages.values())
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, buttons: Buttons | None = None) -> str:
         self._call("post")
         self._ids += 1
         self.messages[str(self._ids)] = text
+        self.buttons[str(self._ids)] = buttons
         return str(self._ids)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
         self._call("edit")
         self.messages[message_id] = text
+        self.buttons[message_id] = buttons
 
     async def delete(self, message_id: str) -> None:
         self._call("delete")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from adapters.discord.settings import DiscordSettings
 from bot.app import Core, open_core
 from bot.config import Settings
 from core.adapter import AdapterContext
+from core.tools.base import Tool
 from tests.corekit import RecordingObserver
 from tests.fakes.discord_server import BOT_TOKEN, FakeDiscord
 
@@ -71,12 +72,14 @@ async def running_bot(
     fake: FakeDiscord,
     *,
     providers: dict[str, Any] | None = None,
+    extra_tools: Sequence[Tool] = (),
     **discord_overrides: Any,
 ) -> AsyncIterator[Bot]:
-    """Core + adapter connected to the fake, commands synced; stops everything on exit."""
+    """Core + adapter connected to the fake, commands synced; stops everything on exit. `extra_tools`
+    join the built-ins (an acting tool asks for approval by default)."""
     clock = SimClock()
     fake.identified.clear()  # a previous bot may have connected to this fake before
-    async with open_core(settings, providers=providers) as core:
+    async with open_core(settings, extra_tools, providers=providers) as core:
         observer = RecordingObserver()
         context = AdapterContext(core.router, NoRoutes(), settings.offered_models, observer=observer)
         adapter = DiscordAdapter(discord_settings(fake, **discord_overrides), context, clock=clock)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from bot.app import Core, open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
+from core.tools.base import Tool
 from tests.corekit import RecordingObserver
 from tests.fakes.telegram_server import TOKEN, FakeTelegram
 from tests.ports import free_port
@@ -49,14 +50,20 @@ def telegram_settings(fake: FakeTelegram, **values: Any) -> TelegramSettings:
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    fake: FakeTelegram, settings: Settings, *, webhook: bool = False, **telegram: Any
+    fake: FakeTelegram,
+    settings: Settings,
+    *,
+    webhook: bool = False,
+    extra_tools: Sequence[Tool] = (),
+    **telegram: Any,
 ) -> AsyncIterator[Bot]:
+    """The real adapter and core against `fake`; `extra_tools` join the built-in tools."""
     http = HttpServer("127.0.0.1", free_port())
     values: dict[str, Any] = dict(telegram)
     if webhook:
         url = f"http://127.0.0.1:{http.port}/telegram/webhook"
         values |= {"webhook_url": url, "webhook_secret": "s3cret-token_1"}
-    async with open_core(settings) as core:
+    async with open_core(settings, extra_tools=extra_tools) as core:
         observer = RecordingObserver()
         context = AdapterContext(core.router, http, settings.offered_models, observer=observer)
         adapter = TelegramAdapter(telegram_settings(fake, **values), context, admins=settings.admin_users)

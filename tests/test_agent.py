@@ -76,7 +76,10 @@ def _rendezvous_tools() -> list[Tool]:
         return "pong done"
 
     schema = {"type": "object", "properties": {}, "additionalProperties": False}
-    return [Tool("ping", "waits for pong", schema, ping), Tool("pong", "waits for ping", schema, pong)]
+    return [
+        Tool("ping", "waits for pong", schema, ping, read_only=True),
+        Tool("pong", "waits for ping", schema, pong, read_only=True),
+    ]
 
 
 async def test_parallel_tools_run_concurrently(llm_server: FakeLLMServer, settings_for: SettingsFor) -> None:

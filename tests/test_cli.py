@@ -60,6 +60,24 @@ async def test_piped_chat_streams_answers_and_tools(llm_server: FakeLLMServer, t
     assert SECRET not in out + err
 
 
+async def test_piped_chat_answers_an_approval_card(llm_server: FakeLLMServer, tmp_path: Path) -> None:
+    llm_server.script(
+        "anthropic",
+        Reply.text_then_tools("Let me compute.", ("calculator", {"expression": "6*7"})),
+        Reply.text("The answer is 42."),
+        Reply.text_then_tools("Again.", ("calculator", {"expression": "1+1"})),
+        Reply.text("I could not compute it."),
+    )
+    env = bot_env(llm_server, tmp_path, BOT_TOOL_POLICY="calculator=ask")
+    code, out, err = await run_bot(["chat"], "what is 6*7?\ny\nand 1+1?\n", env, tmp_path)
+    assert code == 0, err
+    assert out == "Let me compute.\nThe answer is 42.\nAgain.\nI could not compute it.\n"
+    assert err.count("Approval needed: I want to run calculator") == 2
+    assert "calculator approved by" in err and "✓ calculator" in err
+    assert "no more input" in err and "calculator denied by" in err  # the input ended at the 2nd card
+    assert SECRET not in out + err
+
+
 async def test_chat_continues_the_conversation_across_runs(llm_server: FakeLLMServer, tmp_path: Path) -> None:
     env = bot_env(llm_server, tmp_path)
     await run_bot(["chat"], "first run\n", env, tmp_path)

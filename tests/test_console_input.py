@@ -12,6 +12,7 @@ from typing import TextIO
 import pytest
 
 from adapters.console.adapter import PROMPT, ConsoleAdapter
+from adapters.console.buttons import CARD_PROMPT
 from adapters.console.plain import plain
 from adapters.console.reader import PromptReader
 from bot.app import open_core
@@ -180,3 +181,22 @@ async def test_notices_are_plain_text_in_the_console(
     await chat(settings_for(), io.StringIO("hello\n"), io.StringIO(), err)
     retry = [line for line in err.getvalue().splitlines() if "retrying" in line]
     assert retry and not any("_" in line for line in retry), err.getvalue()  # no Markdown emphasis
+
+
+async def test_card_answers_stay_out_of_the_history(tmp_path: Path, readline_history: None) -> None:
+    import readline
+
+    history = tmp_path / "console_history"
+    typed = iter(["post a note", "y"])
+
+    def read(prompt: str) -> str:
+        line = next(typed)
+        readline.add_history(line)
+        return line
+
+    reader = PromptReader(history, read)
+    reader.start()
+    assert await reader.next_line(PROMPT) == "post a note\n"
+    assert await reader.next_line(CARD_PROMPT, remember=False) == "y\n"
+    assert readline.get_current_history_length() == 1  # arrow-up finds the question, not the "y"
+    assert history.read_text(encoding="utf-8").splitlines() == ["post a note"]

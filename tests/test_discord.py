@@ -13,6 +13,7 @@ import pytest
 
 from adapters.discord.adapter import DiscordStartError
 from bot.config import Settings
+from core.commands import COMMANDS
 from tests.discordkit import fake, running_bot
 from tests.fakes.discord_server import FakeDiscord, Interaction
 from tests.fakes.discord_wire import FLAG_EPHEMERAL
@@ -59,7 +60,8 @@ async def test_ask_is_deferred_then_streams_with_a_tool_call(
     assert "42" in embed["fields"][0]["value"]
     posted = next(c for c in calls if c.method == "POST" and c.body and c.body.get("embeds"))
     assert posted.body["embeds"][0]["color"] == 0xF1C40F  # shown as running first, then updated
-    assert fake.original(interaction)["flags"] & FLAG_EPHEMERAL == 0
+    original = fake.original(interaction)
+    assert original is not None and original["flags"] & FLAG_EPHEMERAL == 0
 
 
 async def test_long_answer_continues_in_followup_messages(
@@ -335,7 +337,7 @@ async def test_commands_sync_to_configured_guilds_only_when_changed(
     async with running_bot(settings, fake, guild_ids=[fake.guild_id]):
         pass
     names = sorted(c["name"] for c in fake.commands[fake.guild_id])
-    assert names == ["ask", "chat", "help", "model", "new", "report", "stop", "usage"]
+    assert names == sorted(["ask", "chat", *(c.name for c in COMMANDS)])  # the core's commands, each
     assert None not in fake.commands and fake.command_puts == 1
     async with running_bot(settings, fake, guild_ids=[fake.guild_id]) as bot:
         await fake.wait_for(lambda: len([c for c in fake.calls if "/commands" in c.path]) == 3)

@@ -31,7 +31,7 @@ def test_tool_embed_stays_inside_discord_limits_for_huge_inputs() -> None:
     arguments = {f"arg{i}": "x" * 5000 for i in range(30)}
     embed = tool_embed("n" * 500, arguments, "error", duration_s=1.234, output="```" + "y" * 10_000)
     payload = embed.to_dict()
-    check_embeds([payload])  # the fake's validation is Discord's: raises when over a limit
+    check_embeds([dict(payload)])  # the fake's validation is Discord's: raises when over a limit
     assert payload["color"] == 0xE74C3C and payload["footer"]["text"] == "failed in 1.23 s"
     assert payload["fields"][0]["value"].count("```") == 2  # the output cannot close its own block
 

@@ -25,7 +25,7 @@ from bot.config import Settings
 from core.adapter import AdapterContext
 from core.events import AgentEvent, TextDelta, TurnDone
 from core.present import Presenter
-from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
+from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, RatingRow, ToolStats, Totals
 from core.surface import Note
 from tests.discordkit import NoRoutes, discord_settings, fake, running_bot
 from tests.fakes.discord_server import FakeDiscord
@@ -136,6 +136,24 @@ async def test_report_is_one_embed_with_the_chart_uploaded_as_its_image(
             "description": "Cost and tokens over the last 14 days, stacked by platform",
         }
     ]
+
+
+async def test_the_days_answer_ratings_are_a_field_of_the_report(
+    fake: FakeDiscord, settings_for: Callable[..., Settings]
+) -> None:
+    report = sample_report(
+        ratings_by_model=[RatingRow("anthropic:claude-sonnet-5-5", 12, 3)],
+        ratings_by_channel=[RatingRow("discord:123456789012345678", 4, 1)],
+    )
+    async with running_bot(settings_for(), fake) as bot:
+        await bot.adapter.post_report(str(fake.channel_id), report, None)
+        await bot.adapter.post_report(str(fake.channel_id), sample_report(), None)
+    rated, unrated = fake.bot_messages_in(fake.channel_id)
+    value = fields(rated)["Answer ratings"]
+    assert "`anthropic:claude-sonnet-5-5`: 👍 12 · 👎 3 (80% 👍)" in value
+    assert "`discord:123456789012345678`: 👍 4 · 👎 1" in value
+    assert list(fields(rated)).index("Answer ratings") < list(fields(rated)).index("Budget")
+    assert "Answer ratings" not in fields(unrated)  # nobody rated: no field
 
 
 async def test_without_attach_files_permission_the_report_goes_out_without_chart(

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
+from core.actions import Buttons
 from core.delivery import FinalRetry, Pressure
 from core.events import (
     AgentEvent,
@@ -218,7 +219,7 @@ class _Stream:
     async def tool_finished(self, event: ToolFinished) -> bool:
         return True
 
-    async def finish(self, text: str, notes: Sequence[Note]) -> None:
+    async def finish(self, text: str, notes: Sequence[Note], buttons: Buttons | None = None) -> None:
         await self.show(text, "")
         self.finished = (text, notes)
 

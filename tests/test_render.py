@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from core.actions import Buttons
 from core.events import AgentEvent, TextDelta, TurnDone
 from core.present import Presenter
 from core.surface import Capabilities
@@ -68,9 +69,9 @@ class TimedSurface(RecordingSurface):
         super().__init__(capabilities=capabilities)
         self.edit_times: list[float] = []
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
         self.edit_times.append(asyncio.get_running_loop().time())
-        await super().edit(message_id, text)
+        await super().edit(message_id, text, buttons)
 
 
 async def test_edits_are_paced_by_time_and_end_exact() -> None:

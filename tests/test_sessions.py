@@ -121,7 +121,9 @@ async def test_stop_during_a_tool_keeps_tool_pairs(
         await asyncio.sleep(60)
         return "never"
 
-    tool = Tool("forever", "never ends", {"type": "object", "properties": {}}, forever, timeout_s=120)
+    tool = Tool(
+        "forever", "never ends", {"type": "object", "properties": {}}, forever, timeout_s=120, read_only=True
+    )
     llm_server.script("anthropic", Reply.tool_calls(("forever", {})))
     async with open_core(settings_for(), extra_tools=[tool]) as core:
         task = asyncio.create_task(collect(core.router, "wait"))

@@ -394,8 +394,8 @@ async def test_post_and_update_mode_shows_tools_as_context_lines(slack_bot: Any)
             lambda: bot.slack.answer_text(CHANNEL, thread).endswith("It is 5.") and not bot.adapter._tasks
         )
         messages = bot.slack.bot_messages(CHANNEL, thread)
-        assert [m.text for m in messages if not m.blocks] == ["Let me compute.", "It is 5."]
-        tool_line = next(m for m in messages if m.blocks)
+        assert [m.text for m in bot.slack.answer_messages(CHANNEL, thread)] == ["Let me compute.", "It is 5."]
+        tool_line = next(m for m in messages if m not in bot.slack.answer_messages(CHANNEL, thread))
         assert tool_line.text.startswith(":white_check_mark: *calculator*") and "· 5" in tool_line.text
         assert not bot.slack.calls_to("chat.startStream")
 

@@ -10,7 +10,7 @@ from adapters.slack.inbound import (
     strip_mention,
     thread_context,
 )
-from adapters.slack.stream import cut_point, open_fence
+from adapters.slack.streamkit import cut_point, open_fence
 
 BOT = "U0BOT"
 BODY = {"team_id": "T1", "event_id": "Ev1"}

@@ -18,7 +18,7 @@ from adapters.slack.adapter import SlackAdapter
 from adapters.slack.client import NO_RETRY_METHODS, build_client
 from adapters.slack.report import report_blocks
 from adapters.slack.settings import SlackSettings
-from adapters.slack.stream import StreamGate
+from adapters.slack.streamkit import StreamGate
 from adapters.slack.surface import SlackSurface
 from adapters.slack.target import ReplyTarget
 from bot.app import open_core
@@ -27,7 +27,15 @@ from bot.http import HttpServer
 from core.adapter import AdapterContext
 from core.events import AgentEvent, TextDelta, TurnDone
 from core.present import Presenter
-from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
+from core.reports.model import (
+    Breakdown,
+    BudgetStatus,
+    DailyReport,
+    DayPoint,
+    RatingRow,
+    ToolStats,
+    Totals,
+)
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.slack_server import ALICE, APP_TOKEN, BOT_TOKEN, BOT_USER, TEAM, FakeSlack, mention
 
@@ -173,6 +181,22 @@ async def test_empty_day_and_no_chart_posts_one_short_message(slack_bot: Any) ->
         assert not bot.slack.calls_to("files.getUploadURLExternal") and not bot.slack.files
 
 
+async def test_the_days_ratings_are_in_the_report(slack_bot: Any) -> None:
+    rated = replace(
+        REPORT,
+        ratings_by_model=[RatingRow("anthropic:claude-sonnet-5-5", 3, 1)],
+        ratings_by_channel=[RatingRow("slack:C0GENERAL", 3, 1)],
+    )
+    async with slack_bot() as bot:
+        await bot.adapter.post_report(REPORTS, rated, None)
+        [message] = bot.slack.bot_messages(REPORTS)  # the fake checked the blocks as Slack does
+        shown = texts(message.blocks or [])
+        assert ":thumbsup: *Answer ratings*" in shown
+        assert "• By model `anthropic:claude-sonnet-5-5`: 👍 3 · 👎 1 (75% 👍)" in shown
+        assert "• In `slack:C0GENERAL`: 👍 3 · 👎 1 (75% 👍)" in shown
+    assert "Answer ratings" not in texts(report_blocks(REPORT))  # nobody rated: no section
+
+
 async def test_a_failed_post_raises_so_the_day_can_be_retried(slack_bot: Any) -> None:
     async with slack_bot() as bot:
         bot.slack.fail("chat.postMessage", "not_in_channel")
@@ -221,8 +245,9 @@ async def test_footer_rides_under_a_streamed_answer(slack_bot: Any) -> None:
         await bot.slack.wait_for(lambda: bot.slack.calls_to("chat.stopStream") and not bot.adapter._tasks)
         [answer] = bot.slack.answer_messages(CHANNEL, event["ts"])
         assert answer.text == "Forty-two."
-        [footer] = answer.blocks or []
+        footer, *buttons = answer.blocks or []  # the answer's buttons come under the footer
         assert footer["type"] == "context" and " in · " in footer["elements"][0]["text"]
+        assert [b["type"] for b in buttons] == ["context_actions", "actions"]
         assert len(bot.slack.bot_messages(CHANNEL, event["ts"])) == 1  # no extra message
 
 
@@ -247,7 +272,8 @@ async def test_no_footer_by_default(slack_bot: Any) -> None:
         event = bot.slack.user_message(CHANNEL, f"<@{BOT_USER}> hello")
         await bot.slack.push_event(mention(event))
         await bot.slack.wait_for(lambda: bot.slack.calls_to("chat.stopStream") and not bot.adapter._tasks)
-        assert "blocks" not in bot.slack.calls_to("chat.stopStream")[0].args
+        blocks = bot.slack.calls_to("chat.stopStream")[0].args.get("blocks") or []
+        assert "context" not in [b["type"] for b in blocks]  # only the answer's buttons
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -11,7 +11,8 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.client import NO_RETRY_METHODS, build_client
-from adapters.slack.stream import SlackStream, StreamGate
+from adapters.slack.stream import SlackStream
+from adapters.slack.streamkit import StreamGate
 from adapters.slack.target import ReplyTarget
 from core.events import ToolFinished, ToolStarted
 from core.surface import DeliveryError, Note, StreamClosed

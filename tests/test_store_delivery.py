@@ -309,7 +309,7 @@ async def test_delivery_migration_applies_to_existing_turns(tmp_path: Path) -> N
         assert await store.undelivered_turns("slack", epoch) == []  # no answer: never undelivered
         assert [t.id for t in await store.unfinished_turns()] == [2]
     assert done.shown == ()
-    assert (await query(path, "SELECT MAX(version) FROM schema_version")) == [(6,)]
+    assert (await query(path, "SELECT MAX(version) FROM schema_version")) == [(MIGRATIONS[-1].version,)]
     with pytest.raises(sqlite3.IntegrityError):  # is_dm is a CHECKed 0/1
         await query(path, "UPDATE turns SET is_dm = 2 WHERE id = 1")
 

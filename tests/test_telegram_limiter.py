@@ -28,7 +28,7 @@ async def test_after_a_429_one_call_probes_before_the_waiting_ones_go_again() ->
         await asyncio.sleep(0.005)
         if time.monotonic() < storm_until:
             refused += 1
-            raise RetryAfter(timedelta(milliseconds=50))  # type: ignore[arg-type]
+            raise RetryAfter(timedelta(milliseconds=50))
         landed += 1
         return True
 
@@ -46,7 +46,7 @@ async def test_a_chat_that_is_waiting_out_a_429_counts_as_backlogged() -> None:
     limiter = FloodLimiter(overall_max_rate=1000, group_max_rate=1000, max_retries=0)
 
     async def refused() -> bool:
-        raise RetryAfter(timedelta(milliseconds=200))  # type: ignore[arg-type]
+        raise RetryAfter(timedelta(milliseconds=200))
 
     assert not limiter.would_wait(GROUP)
     with contextlib.suppress(RetryAfter):

@@ -24,7 +24,15 @@ from bot.app import open_core
 from bot.config import Settings
 from bot.http import HttpServer
 from core.adapter import AdapterContext
-from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
+from core.reports.model import (
+    Breakdown,
+    BudgetStatus,
+    DailyReport,
+    DayPoint,
+    RatingRow,
+    ToolStats,
+    Totals,
+)
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.telegram_files import PNG_SIGNATURE
 from tests.fakes.telegram_server import FakeTelegram, parse_html
@@ -183,6 +191,26 @@ async def test_a_failed_report_raises_so_it_is_retried_but_a_failed_chart_does_n
         await adapter.post_report(str(GROUP), sample_report(), png())
     with pytest.raises(ValueError, match="not a Telegram chat"):
         await adapter.post_report("general", sample_report(), None)
+
+
+async def test_the_days_answer_ratings_are_listed_and_left_out_when_nobody_rated(
+    fake: FakeTelegram, idle_adapter: Callable[[], TelegramAdapter]
+) -> None:
+    fake.group(GROUP)
+    rated = sample_report(
+        ratings_by_model=[RatingRow("anthropic:claude-sonnet-5-5", 12, 3)],
+        ratings_by_channel=[RatingRow("telegram:-100<1>", 4, 0)],
+    )
+    assert "Answer ratings" not in parse_html(report_html(sample_report()))
+    adapter = idle_adapter()
+    await adapter.post_report(str(GROUP), rated, None)
+    text = fake.bot_messages(GROUP)[0].text
+    section = text[text.index("Answer ratings") :]
+    assert section.splitlines()[1:] == [
+        "• By model anthropic:claude-sonnet-5-5: 👍 12 · 👎 3 (80% 👍)",
+        "• In telegram:-100<1>: 👍 4 · 👎 0 (100% 👍)",
+    ]
+    assert "<code>anthropic:claude-sonnet-5-5</code>" in fake.bot_messages(GROUP)[0].markup
 
 
 async def test_flood_waits_entity_fallback_and_forum_topics(

@@ -63,7 +63,7 @@ class LineReader:
 
         threading.Thread(target=read, name="console-stdin", daemon=True).start()
 
-    async def next_line(self, prompt: str) -> str | None:
+    async def next_line(self, prompt: str, *, remember: bool = True) -> str | None:
         """The next line (`prompt` was already written by the caller: piped input shows none)."""
         if self._lines is None:
             raise RuntimeError("start() first")
@@ -77,28 +77,29 @@ class PromptReader:
     def __init__(self, history: Path | None, read: Callable[[str], str] = input) -> None:
         self._history = history
         self._read = read
-        self._requests: queue.SimpleQueue[tuple[str, asyncio.Future[str | None]]] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[tuple[str, bool, asyncio.Future[str | None]]] = queue.SimpleQueue()
         self._readline: ModuleType | None = None
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         threading.Thread(target=self._serve, args=(loop,), name="console-prompt", daemon=True).start()
 
-    async def next_line(self, prompt: str) -> str | None:
+    async def next_line(self, prompt: str, *, remember: bool = True) -> str | None:
+        """`remember=False`: the line stays out of the history (a y / n answer to an approval card)."""
         future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        self._requests.put((prompt, future))
+        self._requests.put((prompt, remember, future))
         return await future
 
     def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         self._readline = _load_readline(self._history)
         while True:
-            prompt, future = self._requests.get()
-            line = self._read_one(prompt)
+            prompt, remember, future = self._requests.get()
+            line = self._read_one(prompt, remember)
             loop.call_soon_threadsafe(_settle, future, line)
             if line is None:
                 return
 
-    def _read_one(self, prompt: str) -> str | None:
+    def _read_one(self, prompt: str, remember: bool = True) -> str | None:
         try:
             before = _history_length(self._readline)
             line = self._read(prompt)
@@ -108,7 +109,10 @@ class PromptReader:
             log.warning("could not read the console input", exc_info=True)
             return None
         if _history_length(self._readline) > before:
-            _append_history(self._readline, self._history)
+            if remember:
+                _append_history(self._readline, self._history)
+            elif self._readline is not None:
+                self._readline.remove_history_item(before)  # input() added it; arrow-up skips it
         return line + "\n"
 
 

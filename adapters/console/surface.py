@@ -3,6 +3,9 @@
 A terminal cannot edit what it printed, so the answer is a native stream that only ever appends; a
 restarted model step (the provider's stream was cut) is said on stderr and the answer starts again.
 Piping stdout keeps just the answers.
+
+Buttons (adapters/console/buttons.py): an approval card is printed on stderr with what to type; the
+buttons under an answer become one dim hint line. What is typed is matched to them by the adapter.
 """
 
 from __future__ import annotations
@@ -10,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TextIO
 
+from adapters.console.buttons import CARD_HELP, Board, answer_hint, card_actions
 from adapters.console.plain import plain
+from core.actions import Buttons
 from core.events import ToolFinished, ToolStarted
 from core.surface import AnswerStream, Capabilities, Note
 
 _RESULT_PREVIEW = 160
 _SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 _CLEAR_LINE = "\r\x1b[K"
+_DIM, _RESET = "\x1b[2m", "\x1b[0m"
 _NOTE_MARKS = {"info": "…", "failure": "!", "stopped": "!", "footer": "·"}
 
 CAPABILITIES = Capabilities(max_message_chars=1_000_000, edit_interval_s=0.0, native_stream=True)
@@ -55,6 +61,10 @@ class Terminal:
         self._frame = 0
         self.at_line_start = True
         self._after_note = False
+
+    @property
+    def interactive(self) -> bool:
+        return self._interactive
 
     @property
     def thinking(self) -> bool:
@@ -118,12 +128,17 @@ class Terminal:
         self._err.flush()
         self._after_note = True
 
+    def hint(self, text: str) -> None:
+        """A note in faint print where stderr is a terminal (what to type for a button)."""
+        self.note(f"{_DIM}{text}{_RESET}" if self._indicator else text)
+
 
 class ConsoleStream:
     """`AnswerStream` on a terminal: prints what is new; tool calls and notices as lines on stderr."""
 
-    def __init__(self, terminal: Terminal) -> None:
+    def __init__(self, terminal: Terminal, board: Board) -> None:
         self._terminal = terminal
+        self._board = board
         self._shown = ""
         self._status = ""
 
@@ -152,7 +167,7 @@ class ConsoleStream:
         self._terminal.note(finished_line(event))
         return True
 
-    async def finish(self, text: str, notes: Sequence[Note]) -> None:
+    async def finish(self, text: str, notes: Sequence[Note], buttons: Buttons | None = None) -> None:
         if self._shown.startswith(text) and self._shown != text:  # the retry ended before the cut did
             self._terminal.end_line()
             self._terminal.note(f"↻ the answer ends at: …{text[-40:]}")
@@ -161,6 +176,15 @@ class ConsoleStream:
         self._terminal.end_line()
         for note in notes:
             self._terminal.note(console_note(note))
+        show_buttons(self._terminal, self._board, buttons)
+
+
+def show_buttons(terminal: Terminal, board: Board, buttons: Buttons | None) -> None:
+    """The buttons under an answer: remembered for the next line, and a hint on what to type."""
+    board.answer_shown(buttons)
+    hint = answer_hint(buttons) if buttons is not None else ""
+    if hint and terminal.interactive:  # a pipe has no one to read hints; its "+" lines still rate
+        terminal.hint(hint)
 
 
 def console_note(note: Note) -> str:
@@ -172,16 +196,30 @@ class ConsoleSurface:
 
     capabilities = CAPABILITIES
 
-    def __init__(self, terminal: Terminal) -> None:
+    def __init__(self, terminal: Terminal, board: Board) -> None:
         self._terminal = terminal
+        self._board = board
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, buttons: Buttons | None = None) -> str:
+        message_id = self._board.new_id()
+        actions = card_actions(buttons)
+        if actions is not None:  # an approval card: beside the answer, like a tool call
+            card = plain(text).rstrip("\n")
+            self._terminal.note(f"{card}\n{CARD_HELP}")
+            self._board.card_posted(message_id, card, actions)
+            return message_id
         self._terminal.end_line()
         self._terminal.write(plain(text).rstrip("\n") + "\n")
-        return "console"
+        if buttons is not None:
+            show_buttons(self._terminal, self._board, buttons)
+        return message_id
 
-    async def edit(self, message_id: str, text: str) -> None:
-        pass  # never asked: the answer streams; replies are posted whole
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
+        # Only cards are edited (the answer streams; replies are posted whole): a terminal cannot
+        # change what it printed, so the card's new state is printed below.
+        shown = plain(text).rstrip("\n")
+        if self._board.card_edited(message_id, shown, buttons):
+            self._terminal.note(shown)
 
     async def delete(self, message_id: str) -> None:
         pass
@@ -206,7 +244,7 @@ class ConsoleSurface:
         self._terminal.note(finished_line(event))
 
     async def open_stream(self) -> AnswerStream:
-        return ConsoleStream(self._terminal)
+        return ConsoleStream(self._terminal, self._board)
 
     def backlogged(self) -> bool:
         return False

@@ -8,7 +8,7 @@ discord.py's `http_trace` option (an aiohttp TraceConfig on the session every RE
 response and CDN download goes through) sees each response: every 429 is reported to the observer
 once, and reply calls get one attempt each, their 429s and 5xx left to the core's presenter (api.py).
 Answers are shown by the core's presenter on the surfaces of surfaces.py; `surface_for` rebuilds one
-from a stored reply address (address.py) after a restart.
+from a stored reply address (address.py) after a restart, or for a button press (clicks.py).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from discord.http import Route
 from discord.utils import MISSING
 
 from adapters.discord.api import MAX_RATELIMIT_WAIT_S, http_trace
+from adapters.discord.clicks import Clicks
 from adapters.discord.commands import build_tree, sync_commands
 from adapters.discord.flows import Flows
 from adapters.discord.gateway import guard_parsers, silence_voice_warnings, tolerate_lone_surrogates
@@ -115,10 +116,17 @@ class DiscordAdapter:
             on_failed_reply=lambda: context.observer.platform_error(PLATFORM, PLATFORM_API),
         )
         self.tree = build_tree(self.client, self.flows, context.offered_models, self._tracked)
+        self.clicks = Clicks(context.router, self.flows.surface_for)
         self.client.event(self.on_message)
+        self.client.event(self.on_interaction)
 
     async def on_message(self, message: discord.Message) -> None:
         await self._tracked(self.flows.message(message))
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Button presses; slash commands reach the command tree instead (discord.py routes them)."""
+        if interaction.type is discord.InteractionType.component:
+            await self._tracked(self.clicks.press(interaction))
 
     async def _tracked(self, work: Coroutine[Any, Any, None]) -> None:
         """Run one event's handler; remembered so shutdown can cancel it, and its failure logged."""

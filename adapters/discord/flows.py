@@ -27,8 +27,10 @@ from adapters.discord.inbound import (
     strip_mention,
     thread_place,
 )
+from adapters.discord.interaction_surface import InteractionSurface
 from adapters.discord.settings import ThreadArchiveMinutes
-from adapters.discord.surfaces import MAX_CHARS, ChannelSurface, InteractionSurface, Origin, ThreadSurface
+from adapters.discord.surfaces import MAX_CHARS, ChannelSurface
+from adapters.discord.thread_surface import Origin, ThreadSurface
 from core.inbound import ConversationRef, InboundMessage, storable
 from core.router import Router
 from core.surface import Capabilities, Surface

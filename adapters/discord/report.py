@@ -1,10 +1,11 @@
 """The daily usage report as a Discord embed, the chart as an attached file shown as the embed's image.
 
 One embed carries the whole report: a headline (cost, requests, change versus the day before) in the
-description, the counts as inline fields, breakdowns as short ranked lists, budget status, and the
-chart via `attachment://<file>`. Discord's embed limits (field value 1,024, 25 fields, 6,000 characters
-over the embed) are honoured by clipping lists and dropping the last fields if ever needed. Discord
-users and channels in breakdowns are shown as mentions (they never ping inside embeds).
+description, the counts as inline fields, breakdowns as short ranked lists, the day's answer ratings
+(👍 / 👎), budget status, and the chart via `attachment://<file>`. Discord's embed limits (field value
+1,024, 25 fields, 6,000 characters over the embed) are honoured by clipping lists and dropping the last
+fields if ever needed. Discord users and channels in breakdowns are shown as mentions (they never ping
+inside embeds).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import discord
 
 from adapters.discord.format import to_discord
+from core.reports.markdown import ratings_lines
 from core.reports.model import Breakdown, DailyReport, Totals
 from core.usage import plural, plural_word
 
@@ -196,6 +198,9 @@ def _fields(report: DailyReport) -> list[tuple[str, str, bool]]:
     fields += [(name, ranked(rows, kind), False) for name, rows, kind in lists if rows]
     if report.tools:
         fields.append(("Tools", tools_field(report), False))
+    ratings = ratings_lines(report)  # [] when nobody rated an answer that day
+    if ratings:
+        fields.append(("Answer ratings", _clip("\n".join(map(to_discord, ratings)), FIELD_VALUE), False))
     budget = budget_field(report)
     if budget is not None:
         fields.append(("Budget", budget, False))

@@ -30,12 +30,20 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 )
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack.client import NO_RETRY_METHODS, build_client, configure_client
+from adapters.slack.buttons import ACTION_IDS, Press, parse_press
+from adapters.slack.client import (
+    FAILURES,
+    NO_RETRY_METHODS,
+    build_client,
+    configure_client,
+    delivery_error,
+)
 from adapters.slack.images import Attachments, fetch_images
 from adapters.slack.inbound import (
     PLATFORM,
     Incoming,
     as_command_text,
+    defuse_mass_mentions,
     parse_message_event,
     slash_command_text,
     thread_context,
@@ -43,8 +51,8 @@ from adapters.slack.inbound import (
 )
 from adapters.slack.report import send_announcement, send_report
 from adapters.slack.settings import SlackSettings
-from adapters.slack.stream import StreamGate
-from adapters.slack.surface import CommandSurface, SlackSurface
+from adapters.slack.streamkit import StreamGate
+from adapters.slack.surface import MAX_MESSAGE_CHARS, CommandSurface, SlackSurface
 from adapters.slack.target import ReplyTarget
 from adapters.slack.threads import RecentKeys, ThreadTracker
 from core.adapter import PLATFORM_API, AdapterContext
@@ -103,6 +111,7 @@ class SlackAdapter:
         self.app.event("message")(self._on_message)
         self.app.event("app_home_opened")(self._on_home_opened)
         self.app.command(settings.slash_command)(self._on_command)
+        self.app.action(ACTION_IDS)(self._on_action)  # our buttons, feedback buttons included
         if settings.connection_mode == "http":  # routes must exist before the HTTP server starts
             context.routes.add_route("POST", settings.events_path, self._on_http)
         self._threads = ThreadTracker(self.client)
@@ -222,6 +231,30 @@ class SlackAdapter:
     async def _on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()  # within Slack's 3 s, whatever the answer takes
         self._spawn(self._run_command(command, respond))
+
+    async def _on_action(self, ack: AsyncAck, body: dict[str, Any]) -> None:
+        """A button pressed: acknowledged at once (Slack's 3 s), handled in a task. The listener's
+        return is what sends the ack (`process_before_response`), and deciding may edit a card."""
+        await ack()
+        press = parse_press(body)
+        if press is not None:
+            self._spawn(self._press(press))
+
+    async def _press(self, press: Press) -> None:
+        reply = await self._router.click(press.click, self.surface_for)  # never raises
+        if not reply.text:
+            return
+        try:  # to the presser alone, in the thread of the pressed message
+            await self.client.chat_postEphemeral(
+                channel=press.channel,
+                user=press.user,
+                thread_ts=press.thread_ts,
+                markdown_text=defuse_mass_mentions(reply.text)[:MAX_MESSAGE_CHARS],
+            )
+        except FAILURES as error:
+            log.warning(
+                "could not answer a button press privately: %s", delivery_error("chat.postEphemeral", error)
+            )
 
     # --- answering ------------------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.format import context_blocks, escape_mrkdwn
 from adapters.slack.inbound import PLATFORM, defuse_mass_mentions
+from core.reports.markdown import ratings_lines
 from core.reports.model import Breakdown, DailyReport, Totals
 from core.usage import plural
 
@@ -179,6 +180,15 @@ def _caveats(report: DailyReport) -> str:
     return " · ".join(notes)
 
 
+def _ratings_blocks(report: DailyReport) -> list[dict[str, Any]]:
+    """The day's 👍 / 👎 by model and channel (the core's lines: `code` reads the same in mrkdwn)."""
+    lines = ratings_lines(report)
+    if not lines:
+        return []
+    text = "\n".join([":thumbsup: *Answer ratings*", *(f"• {escape_mrkdwn(line)}" for line in lines)])
+    return [{"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_LIMIT]}}]
+
+
 def report_blocks(report: DailyReport) -> list[dict[str, Any]]:
     title = f"Daily usage · {report.day.strftime('%a %d %b %Y')}"
     blocks: list[dict[str, Any]] = [
@@ -186,6 +196,7 @@ def report_blocks(report: DailyReport) -> list[dict[str, Any]]:
     ]
     if report.empty:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "No activity that day."}})
+        blocks += _ratings_blocks(report)  # answers of an earlier day may be rated on a quiet one
         blocks += context_blocks(_caveats(report))
         return blocks
     blocks.append({"type": "section", "fields": _totals_fields(report)})
@@ -196,6 +207,7 @@ def report_blocks(report: DailyReport) -> list[dict[str, Any]]:
     for line in (_tools_line(report), _budget_line(report)):
         if line:
             blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line[:SECTION_LIMIT]}})
+    blocks += _ratings_blocks(report)
     blocks += context_blocks(_caveats(report))
     return blocks
 

@@ -4,7 +4,8 @@ The core's presenter paces it (core/present.py) and hands it the whole answer so
 makes Slack show that text: it appends what is new, puts tool calls in as task updates, and continues
 in a fresh stream message when one would grow past the Markdown limit or nears Slack's ~5-minute
 streaming window (closing and reopening a code fence across the cut). The last of the text rides on
-chat.stopStream together with the notes, the cost footer as a context block under the message.
+chat.stopStream together with the notes, the cost footer as a context block under the message and
+the answer's buttons (adapters/slack/buttons.py) under that.
 
 It remembers what each of its messages shows, so a failed call is simply made again. When the text
 shown is no longer a prefix of the answer (a model step restarted) or a call may have landed without
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +25,14 @@ from typing import Any
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.buttons import button_blocks
 from adapters.slack.client import FAILURES, SlackDeliveryError, call, delivery_error
 from adapters.slack.format import note_markdown, task_finished_chunk, task_started_chunk
 from adapters.slack.inbound import defuse_mass_mentions
 from adapters.slack.report import footer_blocks
+from adapters.slack.streamkit import StreamGate, common_prefix, cut_point, open_fence
 from adapters.slack.target import ReplyTarget
+from core.actions import Buttons
 from core.events import ToolFinished, ToolStarted
 from core.surface import Note, StreamClosed
 
@@ -38,57 +41,6 @@ log = logging.getLogger(__name__)
 MAX_STREAM_CHARS = 12_000  # markdown_text limit; also where one stream message ends
 FENCE_ROOM = 8  # kept free in a stream message to close a code fence
 EXPIRED = "message_not_in_streaming_state"
-_FENCE = re.compile(r"^\s*(```+|~~~+)(.*)$", re.MULTILINE)
-# Errors saying this host or app cannot stream at all: stop trying for the process's lifetime.
-_NO_STREAMING = frozenset(
-    {"unknown_method", "method_not_supported_for_channel_type", "not_allowed_token_type"}
-)
-
-
-class StreamGate:
-    """Shared by all replies: after a 429 on chat.startStream nobody starts a stream until Retry-After
-    has passed (one 429 must not become hundreds), and a host without streaming is asked only once."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._closed_until = 0.0
-
-    def open(self) -> bool:
-        return self._clock() >= self._closed_until
-
-    def refused(self, error: SlackDeliveryError) -> None:
-        if error.code in _NO_STREAMING:
-            log.warning("Slack refused native streaming (%s); posting and editing instead", error.code)
-            self._closed_until = float("inf")
-        elif error.status == 429:
-            wait = error.retry_after if error.retry_after is not None else 1.0
-            self._closed_until = max(self._closed_until, self._clock() + wait)
-
-
-def cut_point(text: str, room: int) -> int:
-    """Where to end a stream message so it fits `room`: a paragraph, line or word break in the second
-    half of the window, else a hard cut."""
-    window = text[:room]
-    for separator in ("\n\n", "\n", " "):
-        at = window.rfind(separator)
-        if at >= room // 2:
-            return at + len(separator)
-    return room
-
-
-def open_fence(text: str) -> str | None:
-    opening: str | None = None
-    for match in _FENCE.finditer(text):
-        opening = None if opening is not None else match.group(1) + match.group(2).strip()
-    return opening
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
 
 
 def _markdown(text: str) -> dict[str, Any]:
@@ -154,9 +106,9 @@ class SlackStream:
         async with self._lock:
             return await self._tool(task_finished_chunk(event))
 
-    async def finish(self, text: str, notes: Sequence[Note]) -> None:
+    async def finish(self, text: str, notes: Sequence[Note], buttons: Buttons | None = None) -> None:
         async with self._lock:
-            await self._finish(text, notes)
+            await self._finish(text, notes, buttons)
 
     # --- the same, one at a time -------------------------------------------------------------------
 
@@ -185,19 +137,20 @@ class SlackStream:
             if await self._append(part, "", chunk):
                 return True
 
-    async def _finish(self, text: str, notes: Sequence[Note]) -> None:
+    async def _finish(self, text: str, notes: Sequence[Note], buttons: Buttons | None) -> None:
         if self._finished:
             return
         small = "".join("\n\n" + note_markdown(n) for n in notes if n.kind != "footer")
         footer = "\n".join(n.text for n in notes if n.kind == "footer" and n.text.strip())
+        # Appended under the streamed text by chat.stopStream: the cost footer, then the buttons.
+        blocks = (footer_blocks(footer) if footer else []) + button_blocks(buttons)
         if self._closed:
             await self._repair(text)
-            if text[len(self._shown) :].strip() or small or footer:
+            if text[len(self._shown) :].strip() or small or blocks:
                 raise StreamClosed(self._shown)
             self._finished = True
             return
         await self._repair(text)
-        blocks = footer_blocks(footer) if footer else None
         while True:
             part = self._open_part()
             if part is not None and self._stale(part):
@@ -207,17 +160,17 @@ class SlackStream:
             if part is not None and not part.full:
                 final = self._closing(part, rest) + small
                 if len(final) <= MAX_STREAM_CHARS - self._length(part):
-                    if await self._stop(part, rest, final, blocks):
+                    if await self._stop(part, rest, final, blocks or None):
                         self._finished = True
                         return
                     continue  # it had expired: the rest goes into a new message
             if rest.strip():
                 await self._push(text)
                 continue
-            # All of the text is shown, but there is no message left to put the notes under.
+            # All of the text is shown, but there is no message left to put the notes (or buttons) under.
             if part is not None:
                 await self._end_part(part)
-            if small or footer:
+            if small or blocks:
                 self._closed = True
                 raise StreamClosed(self._shown)
             self._finished = True
@@ -381,7 +334,7 @@ class SlackStream:
         """Make what the messages show a prefix of `text` again: after a restarted model step (the text
         got shorter or changed) or a call that may have landed. Messages past the common prefix are
         deleted; the one it ends in is stopped and rewritten; the answer continues in a new message."""
-        keep = _common_prefix(self._shown, text)
+        keep = common_prefix(self._shown, text)
         uncertain = bool(self._parts) and self._parts[-1].uncertain
         if keep == len(self._shown) and not uncertain:
             return

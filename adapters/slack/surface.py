@@ -17,6 +17,7 @@ import aiohttp
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.buttons import message_blocks
 from adapters.slack.client import SlackDeliveryError, call, retry_after
 from adapters.slack.format import (
     context_blocks,
@@ -27,8 +28,10 @@ from adapters.slack.format import (
 )
 from adapters.slack.inbound import defuse_mass_mentions
 from adapters.slack.settings import SlackSettings
-from adapters.slack.stream import MAX_STREAM_CHARS, SlackStream, StreamGate
+from adapters.slack.stream import MAX_STREAM_CHARS, SlackStream
+from adapters.slack.streamkit import StreamGate
 from adapters.slack.target import ReplyTarget
+from core.actions import Buttons
 from core.events import ToolFinished, ToolStarted
 from core.surface import AnswerStream, Capabilities, DeliveryError, Note
 
@@ -67,21 +70,34 @@ class SlackSurface:
             rich_tools=True,
         )
 
-    async def post(self, text: str) -> str:
+    async def post(self, text: str, buttons: Buttons | None = None) -> str:
         target = self.target
-        response = await call(
-            "chat.postMessage",
-            self._client.chat_postMessage(
-                channel=target.channel, thread_ts=target.thread_ts, markdown_text=_markdown(text)
-            ),
-        )
+        markdown = _markdown(text)
+        if buttons is None:
+            request = self._client.chat_postMessage(
+                channel=target.channel, thread_ts=target.thread_ts, markdown_text=markdown
+            )
+        else:  # markdown_text cannot go with blocks: the text goes in a markdown block above them
+            request = self._client.chat_postMessage(
+                channel=target.channel,
+                thread_ts=target.thread_ts,
+                text=markdown,
+                blocks=message_blocks(markdown, buttons),
+            )
+        response = await call("chat.postMessage", request)
         return str(response.get("ts") or "")
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
+        """Always with explicit blocks: chat.update keeps a message's blocks (its buttons) unless it is
+        given new ones, so an edit without buttons must still say what the message is made of."""
+        markdown = _markdown(text)
         await call(
             "chat.update",
             self._client.chat_update(
-                channel=self.target.channel, ts=message_id, markdown_text=_markdown(text)
+                channel=self.target.channel,
+                ts=message_id,
+                text=markdown,
+                blocks=message_blocks(markdown, buttons),
             ),
         )
 
@@ -179,15 +195,16 @@ class CommandSurface:
                 retry_after=retry_after(getattr(response, "headers", None)),
             )
 
-    async def post(self, text: str) -> str:
-        # A slash command's answer is for the person who typed it, whatever the reply asks.
+    async def post(self, text: str, buttons: Buttons | None = None) -> str:
+        # A slash command's answer is for the person who typed it, whatever the reply asks; an ephemeral
+        # response cannot be edited, so buttons (which need their message edited later) are left off.
         await self._send(text)
         return ""
 
     async def private(self, text: str) -> None:
         await self._send(text)
 
-    async def edit(self, message_id: str, text: str) -> None:
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
         raise DeliveryError("a slash command's answer cannot be edited", transient=False)
 
     async def delete(self, message_id: str) -> None:

@@ -5,6 +5,8 @@ HTTP 200) only once `Router.admit` stored its turn together with the event claim
 point leaves it either stored (answered by `Router.recover` after the restart) or still with Telegram
 (delivered again). Each admitted message is then shown in its own task through a `TelegramSurface`,
 so one long answer never holds up other chats; ordering within one conversation is the core's job.
+Button presses (callback queries) are handled in their own tasks too (clicks.py) and are not durable:
+a press lost to a crash leaves the button spinning, and the user presses again.
 Outgoing messages go through the flood limiter (limiter.py), which keeps the bot inside Telegram's
 flood limits; what to retry is the presenter's call.
 """
@@ -20,11 +22,12 @@ from collections.abc import AsyncIterator, Coroutine, Iterable
 from typing import Any
 
 from aiohttp import web
-from telegram import Update
+from telegram import CallbackQuery, Update
 from telegram.error import BadRequest, InvalidToken
 from telegram.ext import ExtBot
 from telegram.request import HTTPXRequest
 
+from adapters.telegram.clicks import handle_press
 from adapters.telegram.errors import TelegramStartError
 from adapters.telegram.images import has_media, with_images
 from adapters.telegram.inbound import PLATFORM, BotIdentity, ReplyChains, Target, parse_update
@@ -43,7 +46,7 @@ from core.router import Admission
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ["message"]
+ALLOWED_UPDATES = ["message", "callback_query"]
 _RECENT_EVENTS = 10_000
 POOL_TIMEOUT_S = 30.0
 
@@ -193,7 +196,9 @@ class TelegramAdapter:
         except Exception:  # redelivering it would not help: skip it
             log.warning("skipping update %s: python-telegram-bot cannot parse it", payload["update_id"])
             return web.Response(text="ok")
-        if in_album(update):
+        if update.callback_query is not None:
+            self._spawn(self._press(update.callback_query))
+        elif in_album(update):
             await self._webhook_album(update)
         else:
             await self._bounded(self._intake([update]))
@@ -224,9 +229,12 @@ class TelegramAdapter:
 
     async def _take(self, updates: list[Update]) -> None:
         """Admit a batch of polled updates: an album's photos together, each chat's messages in order,
-        chats side by side."""
+        chats side by side. Button presses go on in their own tasks."""
         groups: dict[tuple[int | None, str], list[Update]] = {}
         for update in updates:
+            if update.callback_query is not None:
+                self._spawn(self._press(update.callback_query))
+                continue
             message = update.message
             album = message.media_group_id if message is not None else None
             key = (_chat_of(update), album) if album else (_chat_of(update), f"update:{update.update_id}")
@@ -267,6 +275,12 @@ class TelegramAdapter:
             return
         if not admission.duplicate:
             self._spawn(self._present(admission, self._surface(addressed.target, message.ref)))
+
+    async def _press(self, query: CallbackQuery) -> None:
+        bot = self._bot
+        if bot is not None:
+            route = lambda click: self._router.click(click, self.surface_for)  # noqa: E731
+            await handle_press(bot, query, self._chains, route)
 
     def _seen(self, event_id: str) -> bool:
         if event_id in self._recent:

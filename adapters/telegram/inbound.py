@@ -86,7 +86,11 @@ class ReplyChains:
         await self._links.thread_of(PLATFORM, str(chat_id), str(message_id))
 
     def root_of(self, chat_id: int, message_id: int) -> str:
-        return self._links.cached(PLATFORM, str(chat_id), str(message_id)) or str(message_id)
+        return self.known_root(chat_id, message_id) or str(message_id)
+
+    def known_root(self, chat_id: int, message_id: int) -> str | None:
+        """The conversation a message belongs to, if linked (prefetched), else None."""
+        return self._links.cached(PLATFORM, str(chat_id), str(message_id))
 
 
 def parse_update(update: Update, me: BotIdentity, chains: ReplyChains) -> Addressed | None:

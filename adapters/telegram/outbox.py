@@ -1,8 +1,10 @@
 """Send, edit, delete and draft messages in one chat: Markdown -> Telegram HTML, plain-text fallback.
 
 If Telegram refuses our entities (it should not: see format.py) the same text goes out as plain text
-rather than failing the answer. Link previews are off: a preview popping in and out while an answer
-is being edited makes the message jump.
+rather than failing the answer, with the same buttons. A message shows exactly the buttons of the last
+call that wrote it: an edit without buttons sends no `reply_markup`, which removes the keyboard.
+Link previews are off: a preview popping in and out while an answer is being edited makes the
+message jump.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from telegram.error import BadRequest
 
 from adapters.telegram.format import to_html, visible_length
 from adapters.telegram.inbound import Target
+from adapters.telegram.keyboard import inline_keyboard
+from core.actions import Buttons
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +47,9 @@ class Outbox:
     def target(self) -> Target:
         return self._target
 
-    async def send(self, markdown: str) -> int:
+    async def send(self, markdown: str, buttons: Buttons | None = None) -> int:
         target = self._target
+        keyboard = inline_keyboard(buttons)
         reply = (
             ReplyParameters(target.reply_to, allow_sending_without_reply=True)
             if target.reply_to is not None
@@ -59,6 +64,7 @@ class Outbox:
                 message_thread_id=target.thread_id,
                 reply_parameters=reply,
                 link_preview_options=_NO_PREVIEW,
+                reply_markup=keyboard,
             )
             return message.message_id
 
@@ -67,7 +73,9 @@ class Outbox:
             self._on_sent(message_id)
         return message_id
 
-    async def edit(self, message_id: int, markdown: str) -> None:
+    async def edit(self, message_id: int, markdown: str, buttons: Buttons | None = None) -> None:
+        keyboard = inline_keyboard(buttons)
+
         async def call(text: str, mode: str | None) -> None:
             try:
                 await self._bot.edit_message_text(
@@ -76,6 +84,7 @@ class Outbox:
                     message_id=message_id,
                     parse_mode=mode,
                     link_preview_options=_NO_PREVIEW,
+                    reply_markup=keyboard,
                 )
             except BadRequest as error:
                 if "not modified" not in error.message.lower():

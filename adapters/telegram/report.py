@@ -28,6 +28,7 @@ from telegram.ext import ExtBot
 
 from adapters.telegram.format import escape, to_html, visible_length
 from adapters.telegram.outbox import MAX_CHARS, SPLIT_CHARS
+from core.reports.markdown import ratings_lines
 from core.reports.model import Breakdown, BudgetStatus, DailyReport, ToolStats, Totals
 from core.textsplit import split_text
 from core.usage import plural, plural_word
@@ -171,6 +172,12 @@ def _tools(rows: Sequence[ToolStats], limit: int) -> list[str]:
     return lines
 
 
+def _ratings(report: DailyReport, limit: int) -> list[str]:
+    """The day's 👍 / 👎 on answers (core/reports/markdown.py's lines, as Telegram HTML)."""
+    lines = ratings_lines(report, limit) if limit else []
+    return ["<b>Answer ratings</b>", *(f"• {to_html(line)}" for line in lines)] if lines else []
+
+
 def report_html(report: DailyReport, rows: int = ROW_LIMITS[0]) -> str:
     """The report as Telegram HTML, with at most `rows` rows per breakdown."""
     title = f"<b>📊 Daily usage · {day_label(report.day)}</b>\n<i>{escape(report.timezone)}</i>"
@@ -190,6 +197,9 @@ def report_html(report: DailyReport, rows: int = ROW_LIMITS[0]) -> str:
             _tools(report.tools, rows),
         ]
         blocks.extend("\n".join(lines) for lines in sections if lines)
+    ratings = _ratings(report, rows)  # also on a day without requests: answers can be rated later
+    if ratings:
+        blocks.append("\n".join(ratings))
     return "\n\n".join(blocks)
 
 

@@ -9,8 +9,8 @@ reply to the asker's message.
 In private chats an answer streams as `sendMessageDraft` previews (`DraftStream`): animated, not
 throttled, gone after 30 s. Parts beyond Telegram's 4,096 characters become real messages as soon as
 the answer continues past them; `finish` turns the rest into real messages carrying exactly the final
-formatting. When the server has no drafts, or a draft fails for good, the presenter continues with
-post + edit.
+formatting, the answer's buttons (an inline keyboard) on the last one. When the server has no drafts,
+or a draft fails for good, the presenter continues with post + edit.
 
 Every failed Bot API call is raised as `DeliveryError`: 429 (with its retry_after), timeouts, lost
 connections and 5xx are transient; other refusals are permanent.
@@ -35,6 +35,7 @@ from adapters.telegram.inbound import Target
 from adapters.telegram.limiter import retry_seconds
 from adapters.telegram.outbox import SPLIT_CHARS, Outbox
 from adapters.telegram.settings import TelegramSettings
+from core.actions import Buttons
 from core.events import ToolFinished, ToolStarted
 from core.render import PLACEHOLDER
 from core.surface import AnswerStream, Capabilities, DeliveryError, Note, StreamClosed
@@ -135,11 +136,11 @@ class TelegramSurface:
         """Telegram refused a call with Forbidden: the user's choice, not a delivery failure of ours."""
         return self._calls.blocked
 
-    async def post(self, text: str) -> str:
-        return str(await self._calls(partial(self._outbox.send, text)))
+    async def post(self, text: str, buttons: Buttons | None = None) -> str:
+        return str(await self._calls(partial(self._outbox.send, text, buttons)))
 
-    async def edit(self, message_id: str, text: str) -> None:
-        await self._calls(partial(self._outbox.edit, int(message_id), text))
+    async def edit(self, message_id: str, text: str, buttons: Buttons | None = None) -> None:
+        await self._calls(partial(self._outbox.edit, int(message_id), text, buttons))
 
     async def delete(self, message_id: str) -> None:
         await self._calls(partial(self._outbox.delete, int(message_id)))
@@ -189,6 +190,7 @@ class TelegramSurface:
 class _Message:
     message_id: int
     text: str
+    buttons: Buttons | None = None
 
 
 class DraftStream:
@@ -241,7 +243,7 @@ class DraftStream:
     async def tool_finished(self, event: ToolFinished) -> bool:
         return False
 
-    async def finish(self, text: str, notes: Sequence[Note]) -> None:
+    async def finish(self, text: str, notes: Sequence[Note], buttons: Buttons | None = None) -> None:
         body = "\n\n".join(part for part in (text.strip("\n"), *map(self._note, notes)) if part)
         parts = split_text(body or PLACEHOLDER, self._limit)
         if self._drafting and not self._previewed and self._busy is not None and self._busy():
@@ -253,21 +255,21 @@ class DraftStream:
                 with contextlib.suppress(DeliveryError, StreamClosed):
                     await self._draft(index, parts[index])
         for index, part in enumerate(parts):
-            await self._message(index, part)
+            await self._message(index, part, buttons if index == len(parts) - 1 else None)
         while len(self._messages) > len(parts):  # a restarted step left more parts than the answer has
             await self._calls(partial(self._outbox.delete, self._messages[-1].message_id))
             self._messages.pop()
 
-    async def _message(self, index: int, text: str) -> None:
-        """Make part `index` a real message showing `text` (parts before it already are)."""
+    async def _message(self, index: int, text: str, buttons: Buttons | None = None) -> None:
+        """Make part `index` a real message showing `text` and `buttons` (parts before it already are)."""
         if index < len(self._messages):
             message = self._messages[index]
-            if message.text != text:
-                await self._calls(partial(self._outbox.edit, message.message_id, text))
-                message.text = text
+            if message.text != text or message.buttons != buttons:
+                await self._calls(partial(self._outbox.edit, message.message_id, text, buttons))
+                message.text, message.buttons = text, buttons
             return
-        message_id = await self._calls(partial(self._outbox.send, text))
-        self._messages.append(_Message(message_id, text))
+        message_id = await self._calls(partial(self._outbox.send, text, buttons))
+        self._messages.append(_Message(message_id, text, buttons))
 
     async def _draft(self, index: int, text: str) -> None:
         if self._draft_part != index:  # a new part: a new animated draft

@@ -14,8 +14,16 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from core.models import ModelId, PriceTable
-from core.reports.model import Breakdown, BudgetStatus, DailyReport, DayPoint, ToolStats, Totals
-from core.storage.base import Store, UsageGroup
+from core.reports.model import (
+    Breakdown,
+    BudgetStatus,
+    DailyReport,
+    DayPoint,
+    RatingRow,
+    ToolStats,
+    Totals,
+)
+from core.storage.base import RatingTotals, Store, UsageGroup
 
 HISTORY_DAYS = 14
 TOP_CHANNELS = 5
@@ -49,12 +57,13 @@ async def build_daily_report(
     start, end = day_bounds(day, timezone)
     prev_start, _ = day_bounds(day - timedelta(days=1), timezone)
     # The day's rows at the finest grain the report needs; every breakdown is summed from these.
-    fine, conversations, tools, previous, history = await asyncio.gather(
+    fine, conversations, tools, previous, history, ratings = await asyncio.gather(
         store.usage_grouped(start, end, ("platform", "channel", "user_id", "provider", "model")),
         store.count_conversations(start, end),
         store.tool_totals(start, end),
         store.usage_grouped(prev_start, start, ("provider", "model")),
         _history(store, day, timezone),
+        _ratings(store, start, end),
     )
     totals = _sum(prices, ((g.keys[3], g.keys[4], g) for g in fine))
     per_user = _breakdown(prices, fine, lambda k: f"{k[0]}:{k[2]}")
@@ -71,6 +80,8 @@ async def build_daily_report(
         by_channel=_breakdown(prices, fine, lambda k: f"{k[0]}:{k[1]}")[:TOP_CHANNELS],
         top_users=per_user[:TOP_USERS],
         tools=[ToolStats(t.tool, t.calls, t.failures) for t in tools],
+        ratings_by_model=ratings[0],
+        ratings_by_channel=ratings[1],
         budget=_budget(totals, per_user, daily_cap_usd, user_cap_usd),
         history=history,
     )
@@ -102,6 +113,18 @@ def _breakdown(prices: PriceTable, fine: list[UsageGroup], key_of: _KeyFn) -> li
     ]
     rows.sort(key=lambda b: (-b.totals.cost_usd, -b.totals.requests, b.key))
     return rows
+
+
+async def _ratings(store: Store, start: datetime, end: datetime) -> tuple[list[RatingRow], list[RatingRow]]:
+    """The ratings given in [start, end), by model and by channel, most rated first."""
+    by_model, by_channel = await asyncio.gather(
+        store.rating_totals(start, end, "model"), store.rating_totals(start, end, "channel")
+    )
+    return _rating_rows(by_model), _rating_rows(by_channel)
+
+
+def _rating_rows(totals: list[RatingTotals]) -> list[RatingRow]:
+    return [RatingRow(t.key, t.up, t.down) for t in totals if t.up or t.down]
 
 
 def _budget(

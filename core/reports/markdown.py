@@ -5,7 +5,7 @@ Lists rather than tables: they survive every chat dialect's Markdown conversion.
 
 from __future__ import annotations
 
-from core.reports.model import Breakdown, BudgetStatus, DailyReport, Totals
+from core.reports.model import Breakdown, BudgetStatus, DailyReport, RatingRow, Totals
 from core.usage import format_cost, plural, plural_word
 
 
@@ -59,6 +59,18 @@ def budget_lines(budget: BudgetStatus) -> list[str]:
     return lines
 
 
+def rating_line(row: RatingRow) -> str:
+    """`anthropic:claude-sonnet-5-5`: 👍 12 · 👎 3 (80% 👍)."""
+    return f"`{row.key}`: 👍 {row.up:,} · 👎 {row.down:,} ({row.rate:.0%} 👍)"
+
+
+def ratings_lines(report: DailyReport, limit: int = 5) -> list[str]:
+    """The day's answer ratings, by model then by channel, as list items ([] when nobody rated)."""
+    lines = [f"By model {rating_line(r)}" for r in report.ratings_by_model[:limit]]
+    lines += [f"In {rating_line(r)}" for r in report.ratings_by_channel[:limit]]
+    return lines
+
+
 def breakdown_line(row: Breakdown) -> str:
     t = row.totals
     unpriced = f" (+{t.unpriced_requests} unpriced)" if t.unpriced_requests else ""
@@ -92,6 +104,9 @@ def report_markdown(report: DailyReport) -> str:
     if report.tools:
         items = [f"- `{s.name}`: {plural(s.calls, 'call')}, {s.failures:,} failed" for s in report.tools]
         parts.append("## Tools\n" + "\n".join(items))
+    ratings = ratings_lines(report)
+    if ratings:
+        parts.append("## Answer ratings\n" + "\n".join(f"- {line}" for line in ratings))
     if report.budget is not None:
         parts.append("## Budget\n" + "\n".join(f"- {line}" for line in budget_lines(report.budget)))
     return "\n\n".join(parts)

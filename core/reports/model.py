@@ -37,6 +37,20 @@ class ToolStats:
 
 
 @dataclass(frozen=True, slots=True)
+class RatingRow:
+    """👍 / 👎 given to answers that day, for one model or one channel."""
+
+    key: str  # "anthropic:claude-sonnet-5-5" or "slack:C0123"
+    up: int
+    down: int
+
+    @property
+    def rate(self) -> float:
+        total = self.up + self.down
+        return self.up / total if total else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetStatus:
     daily_cap_usd: float | None  # the whole bot's cap; None = no cap
     spent_usd: float
@@ -70,6 +84,8 @@ class DailyReport:
     by_channel: list[Breakdown] = field(default_factory=list)  # top channels by cost
     top_users: list[Breakdown] = field(default_factory=list)  # top users by cost
     tools: list[ToolStats] = field(default_factory=list)
+    ratings_by_model: list[RatingRow] = field(default_factory=list)  # most rated first
+    ratings_by_channel: list[RatingRow] = field(default_factory=list)
     budget: BudgetStatus | None = None
     history: list[DayPoint] = field(default_factory=list)  # last 14 days, oldest first, for the chart
 

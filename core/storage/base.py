@@ -22,6 +22,8 @@ class StoreUnavailableError(RuntimeError):
 
 
 TurnStatus = Literal["pending", "running", "done", "failed", "cancelled", "interrupted"]
+# A tool call waiting for a person: pending until approved, denied, expired or cancelled (a /stop).
+ChoiceStatus = Literal["pending", "approved", "denied", "expired", "cancelled"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,8 @@ class TurnRecord:
     answer: str | None = None
     delivered_at: datetime | None = None
     shown: tuple[str, ...] = ()
+    regenerates: int = 0  # the turn whose answer this one regenerates (0: an ordinary turn)
+    model: str = ""  # the provider-qualified model that wrote the answer ("" until it is written)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +97,7 @@ class UsageRecord:
     latency_ms: float
     ok: bool = True
     error: str = ""
+    regeneration: bool = False  # the call answered a "regenerate" (not a new question)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +109,74 @@ class ToolCallRecord:
     tool: str
     ok: bool
     duration_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceRecord:
+    """A tool call that waits (or waited) for a person's approval; it outlives the process that asked.
+
+    `step` is the paused model step as JSON (`message_to_json` of the assistant message with its tool
+    calls), the same for every choice of that step: a turn resumed after a restart carries on from it
+    instead of asking the model again. `ran_at`: the approved call started running (it never runs twice).
+    """
+
+    id: int
+    turn_id: int
+    conversation_key: str
+    call_id: str
+    tool: str
+    arguments: str  # JSON object
+    step: str
+    requested_by: str  # sender id of the person whose message started the turn
+    status: ChoiceStatus
+    created_at: datetime
+    expires_at: datetime
+    decided_by: str = ""  # sender id of who decided ("" for expiry / cancel)
+    decided_by_name: str = ""
+    decided_at: datetime | None = None
+    message_id: str = ""  # the approval card's platform message ("" until shown)
+    ran_at: datetime | None = None
+
+
+AuditDecision = Literal["allowed", "approved", "always", "denied", "policy_denied", "expired", "cancelled"]
+AuditOutcome = Literal["ok", "error", "not_run"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One tool call and how it was decided (`bot audit`, `/audit`). `arguments` is a short summary."""
+
+    ts: datetime  # when the call was asked for
+    platform: str
+    conversation_key: str
+    turn_id: int | None
+    asked_by: str  # sender id of the person whose message started the turn
+    tool: str
+    arguments: str
+    decision: AuditDecision
+    decided_by: str  # "" for the policy, expiry or cancel
+    waited_ms: float  # time spent waiting for a person
+    duration_ms: float  # time the tool ran (0 when it did not)
+    outcome: AuditOutcome
+    detail: str = ""  # the error, shortened, when the call failed or did not run
+
+
+@dataclass(frozen=True, slots=True)
+class RatingTotals:
+    """Answer ratings in a period for one key (a provider-qualified model, or a channel)."""
+
+    key: str
+    up: int
+    down: int
+
+    @property
+    def rate(self) -> float:
+        """The share of 👍 among ratings (0.0 when there are none)."""
+        total = self.up + self.down
+        return self.up / total if total else 0.0
+
+
+RatingDimension = Literal["model", "channel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,9 +280,11 @@ class Store(Protocol):
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
         answer: str | None = None,
+        model: str | None = None,
     ) -> list[int]:
         """Append (message, token count) pairs atomically, optionally setting a turn's status (and, with
-        `answer`, its final answer) in the same transaction. Returns the new message ids."""
+        `answer`, its final answer; with `model`, the model that wrote it) in the same transaction.
+        Returns the new message ids."""
         ...
 
     async def compact(
@@ -233,10 +308,21 @@ class Store(Protocol):
         reply_address: str = "",
         is_dm: bool = False,
         sender_name: str = "",
+        regenerates: int = 0,
     ) -> TurnRecord | None:
         """Claim event `event_id` (of `ref.platform`) and store its turn, pending, in the conversation's
         open session (created if there is none), all in one transaction: a claimed event always has its
         turn. None if the event was already claimed (then nothing is written)."""
+        ...
+
+    async def turn_before(self, conversation_key: str, turn_id: int) -> TurnRecord | None:
+        """The newest turn of the conversation with an id below `turn_id` (any session, any status)."""
+        ...
+
+    async def drop_messages_from(self, session_id: int, message_id: int) -> int:
+        """Take the session's live messages with ids >= `message_id` out of its history (they are kept,
+        marked like compacted ones, and no longer loaded): a regenerated answer replaces them. Returns
+        how many."""
         ...
 
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None: ...
@@ -282,6 +368,71 @@ class Store(Protocol):
         """Wait until turn `turn_id` of conversation `key` may run, and hold the conversation while it
         does: no other process runs a turn of it meanwhile, and no older turn of it is still waiting
         in another live process. Within one process the caller serialises turns itself."""
+        ...
+
+    # Choices (tool approvals)
+    async def add_choice(
+        self,
+        turn_id: int,
+        conversation_key: str,
+        call_id: str,
+        tool: str,
+        arguments: str,
+        step: str,
+        requested_by: str,
+        expires_at: datetime,
+    ) -> ChoiceRecord:
+        """Store a pending choice."""
+        ...
+
+    async def get_choice(self, choice_id: int) -> ChoiceRecord | None: ...
+
+    async def turn_choices(self, turn_id: int) -> list[ChoiceRecord]:
+        """The turn's choices, oldest first."""
+        ...
+
+    async def set_choice_message(self, choice_id: int, message_id: str) -> None:
+        """Record the platform message of the choice's card."""
+        ...
+
+    async def decide_choice(
+        self, choice_id: int, status: ChoiceStatus, decided_by: str, decided_by_name: str, now: datetime
+    ) -> ChoiceRecord | None:
+        """Set a pending, unexpired (`expires_at > now`) choice's status (approved / denied, or with an
+        empty `decided_by` expired / cancelled) in one conditional write: exactly one caller in the whole
+        fleet wins. Returns the decided record, or None when it was not pending (decided, expired)."""
+        ...
+
+    async def mark_choice_ran(self, choice_id: int, now: datetime) -> bool:
+        """Record that the approved call starts running; False if it was already recorded (never run a
+        call twice, whichever process resumes the turn)."""
+        ...
+
+    async def grant_tool(self, conversation_key: str, tool: str, granted_by: str) -> None:
+        """Always allow here: `tool` runs without asking in this conversation from now on."""
+        ...
+
+    async def granted_tools(self, conversation_key: str) -> frozenset[str]: ...
+
+    # Audit and ratings
+    async def record_audit(self, record: AuditRecord) -> None: ...
+
+    async def audit_entries(
+        self, since: datetime, *, limit: int = 50, platform: str | None = None
+    ) -> list[AuditRecord]:
+        """Audit rows from `since` on, newest first, at most `limit`."""
+        ...
+
+    async def rate_answer(self, turn_id: int, user_id: str, rating: int, now: datetime) -> bool:
+        """Record `user_id`'s rating (+1 / -1) of turn `turn_id`'s answer; their last rating wins. False
+        when the turn is unknown."""
+        ...
+
+    async def rating_totals(
+        self, since: datetime, until: datetime, by: RatingDimension, *, platform: str | None = None
+    ) -> list[RatingTotals]:
+        """Ratings given in [since, until) per model (the turn's `model`) or per channel (platform and
+        channel as `platform:channel`), most rated first."""
         ...
 
     # Accounting

@@ -236,6 +236,82 @@ _SHOWN: tuple[str, ...] = (
     "ALTER TABLE turns ADD COLUMN shown TEXT NOT NULL DEFAULT ''",
 )
 
+_CHOICE_STATUSES = "'pending', 'approved', 'denied', 'expired', 'cancelled'"
+
+_BUTTONS: tuple[str, ...] = (
+    # A tool call waiting for a person, kept in the database so an approval survives a restart and can
+    # be decided on any replica. No foreign key to turns: the audit trail of a choice must not depend
+    # on its turn's history being kept.
+    f"""
+    CREATE TABLE choices (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        turn_id          INTEGER NOT NULL,
+        conversation_key TEXT    NOT NULL,
+        call_id          TEXT    NOT NULL,
+        tool             TEXT    NOT NULL,
+        arguments        TEXT    NOT NULL,
+        step             TEXT    NOT NULL,
+        requested_by     TEXT    NOT NULL,
+        status           TEXT    NOT NULL CHECK (status IN ({_CHOICE_STATUSES})),
+        created_at       REAL    NOT NULL,
+        expires_at       REAL    NOT NULL,
+        decided_by       TEXT    NOT NULL DEFAULT '',
+        decided_by_name  TEXT    NOT NULL DEFAULT '',
+        decided_at       REAL,
+        message_id       TEXT    NOT NULL DEFAULT '',
+        ran_at           REAL
+    )
+    """,
+    "CREATE INDEX choices_turn ON choices (turn_id)",
+    # "Always allow here": one row per conversation and tool.
+    """
+    CREATE TABLE tool_grants (
+        conversation_key TEXT NOT NULL,
+        tool             TEXT NOT NULL,
+        granted_by       TEXT NOT NULL,
+        created_at       REAL NOT NULL,
+        PRIMARY KEY (conversation_key, tool)
+    ) WITHOUT ROWID
+    """,
+    # Append-only like usage: no foreign keys, it must outlive any cleanup of conversations.
+    """
+    CREATE TABLE audit (
+        id               INTEGER PRIMARY KEY,
+        ts               REAL    NOT NULL,
+        platform         TEXT    NOT NULL,
+        conversation_key TEXT    NOT NULL,
+        turn_id          INTEGER,
+        asked_by         TEXT    NOT NULL,
+        tool             TEXT    NOT NULL,
+        arguments        TEXT    NOT NULL,
+        decision         TEXT    NOT NULL,
+        decided_by       TEXT    NOT NULL DEFAULT '',
+        waited_ms        REAL    NOT NULL DEFAULT 0,
+        duration_ms      REAL    NOT NULL DEFAULT 0,
+        outcome          TEXT    NOT NULL,
+        detail           TEXT    NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX audit_ts ON audit (ts)",
+    # One rating per person and answer: a second click replaces the first.
+    """
+    CREATE TABLE ratings (
+        turn_id INTEGER NOT NULL,
+        user_id TEXT    NOT NULL,
+        rating  INTEGER NOT NULL CHECK (rating IN (-1, 1)),
+        ts      REAL    NOT NULL,
+        PRIMARY KEY (turn_id, user_id)
+    ) WITHOUT ROWID
+    """,
+    "CREATE INDEX ratings_ts ON ratings (ts)",
+    # The turn a regenerate replaces, and the model that wrote each answer (ratings per model).
+    "ALTER TABLE turns ADD COLUMN regenerates INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE turns ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+    # A conversation's latest turn (regenerate): the unfinished-turns index is partial, this one is not.
+    "CREATE INDEX turns_conversation ON turns (conversation_key, id)",
+    "ALTER TABLE usage ADD COLUMN regeneration INTEGER NOT NULL DEFAULT 0 CHECK (regeneration IN (0, 1))",
+)
+
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "initial schema", _INITIAL),
     Migration(2, "reports: posted days, usage rollup", _REPORTS),
@@ -243,6 +319,7 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(4, "message links: reply chains", _LINKS),
     Migration(5, "delivery: reply addresses, answers, delivered turns", _DELIVERY),
     Migration(6, "delivery: messages each answer was shown in", _SHOWN),
+    Migration(7, "buttons: choices, grants, audit, ratings", _BUTTONS),
 )
 
 _VERSION_TABLE = """

@@ -18,7 +18,7 @@ class Row(Protocol):
 SESSION_COLUMNS = "id, platform, workspace, channel, thread, model, summary, summary_tokens, created_at"
 TURN_COLUMNS = (
     "id, session_id, platform, workspace, channel, thread, sender_id, text, event_id, status, created_at,"
-    " reply_address, is_dm, sender_name, answer, delivered_at, shown"
+    " reply_address, is_dm, sender_name, answer, delivered_at, shown, regenerates, model"
 )
 
 
@@ -65,4 +65,6 @@ def turn_from_row(row: Row) -> TurnRecord:
         answer=None if row[14] is None else str(row[14]),
         delivered_at=None if row[15] is None else from_epoch(float(row[15])),
         shown=tuple(str(row[16]).split()),
+        regenerates=int(row[17]),
+        model=str(row[18]),
     )

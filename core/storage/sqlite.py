@@ -38,11 +38,13 @@ from core.storage.base import (
     UsageRecord,
     UsageTotals,
 )
+from core.storage.choices_sql import ChoiceMethods
 from core.storage.group_commit import GroupCommitter
 from core.storage.migrations import migrate
 from core.storage.rows import (
     SESSION_COLUMNS,
     TURN_COLUMNS,
+    Row,
     from_epoch,
     ref_parts,
     session_from_row,
@@ -65,9 +67,14 @@ _INSERT_MESSAGE = (
 )
 _SET_TURN_STATUS = "UPDATE turns SET status = ?, updated_at = ? WHERE id = ?"
 _SET_TURN_ANSWER = "UPDATE turns SET status = ?, updated_at = ?, answer = ? WHERE id = ?"
+# A turn's end with its messages: an answer or model left None keeps what the turn had.
+_END_TURN = (
+    "UPDATE turns SET status = ?, updated_at = ?, answer = COALESCE(?, answer), model = COALESCE(?, model)"
+    " WHERE id = ?"
+)
 
 
-class SQLiteStore:
+class SQLiteStore(ChoiceMethods):
     """`Store` backed by one SQLite file (or ":memory:").
 
     Writes go through group commit (one transaction and one thread hop for everything queued at once);
@@ -176,6 +183,14 @@ class SQLiteStore:
     async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return list(await self._connection().execute_fetchall(sql, params))
 
+    async def _fetch(self, sql: str, params: Sequence[Any], *, write: bool) -> list[Row]:
+        if write:  # a write's RETURNING rows are read inside its group-commit transaction
+            return await self._write(lambda c: c.execute(sql, params).fetchall())
+        return list(await self._read(sql, params))
+
+    async def _change(self, sql: str, params: Sequence[Any]) -> int:
+        return await self._write(lambda c: _changed(c, sql, params))
+
     @property
     def group_commit(self) -> GroupCommitter | None:
         """The write batcher (exposed for tests and benchmarks)."""
@@ -252,21 +267,20 @@ class SQLiteStore:
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
         answer: str | None = None,
+        model: str | None = None,
     ) -> list[int]:
         if (turn_id is None) != (turn_status is None):
             raise ValueError("turn_id and turn_status must be given together")
-        if answer is not None and turn_id is None:
-            raise ValueError("an answer needs the turn_id (and turn_status) it belongs to")
+        if (answer is not None or model is not None) and turn_id is None:
+            raise ValueError("an answer or model needs the turn_id (and turn_status) it belongs to")
         # Serialise before queueing: a bad message fails fast and holds nothing.
         rows = [(session_id, m.role, message_to_json(m), tokens) for m, tokens in messages]
 
         def append(conn: sqlite3.Connection) -> list[int]:
             now = time.time()
             ids = [_insert(conn, _INSERT_MESSAGE, (*row, now)) for row in rows]
-            if answer is not None:
-                _update_one(conn, _SET_TURN_ANSWER, (turn_status, now, answer, turn_id), "turn")
-            elif turn_id is not None:
-                _update_one(conn, _SET_TURN_STATUS, (turn_status, now, turn_id), "turn")
+            if turn_id is not None:
+                _update_one(conn, _END_TURN, (turn_status, now, answer, model, turn_id), "turn")
             return ids
 
         return await self._write(append)
@@ -296,7 +310,7 @@ class SQLiteStore:
         now = time.time()
         params = (
             *(session_id, ref.key, *ref_parts(ref), sender_id, text, event_id),
-            *("pending", now, now, self.owner, "", 0, ""),
+            *("pending", now, now, self.owner, "", 0, "", 0),
         )
         turn_id = await self._write(lambda c: _insert(c, _INSERT_TURN, params))
         return TurnRecord(turn_id, session_id, ref, sender_id, text, event_id, "pending", from_epoch(now))
@@ -311,6 +325,7 @@ class SQLiteStore:
         reply_address: str = "",
         is_dm: bool = False,
         sender_name: str = "",
+        regenerates: int = 0,
     ) -> TurnRecord | None:
         now = time.time()
 
@@ -321,7 +336,7 @@ class SQLiteStore:
             session = _open_session(conn, ref)
             params = (
                 *(session.id, ref.key, *ref_parts(ref), sender_id, text, event_id),
-                *("pending", now, now, self.owner, reply_address, int(is_dm), sender_name),
+                *("pending", now, now, self.owner, reply_address, int(is_dm), sender_name, regenerates),
             )
             return TurnRecord(
                 *(_insert(conn, _INSERT_TURN, params), session.id, ref, sender_id, text, event_id),
@@ -329,6 +344,7 @@ class SQLiteStore:
                 reply_address=reply_address,
                 is_dm=is_dm,
                 sender_name=sender_name,
+                regenerates=regenerates,
             )
 
         return await self._write(admit)
@@ -400,14 +416,14 @@ class SQLiteStore:
             *(to_epoch(r.ts), r.provider, r.model, r.platform, r.workspace, r.channel),
             *(r.user_id, r.session_id, r.input_tokens, r.output_tokens),
             *(r.cache_read_tokens, r.cache_write_tokens, r.cost_usd, r.latency_ms),
-            *(int(r.ok), r.error),
+            *(int(r.ok), r.error, int(r.regeneration)),
         )
-        await self._write(lambda c: _insert(c, _INSERT_USAGE, params))
+        await self._write(lambda c: _insert(c, q.INSERT_USAGE_SQL, params))
 
     async def record_tool_call(self, record: ToolCallRecord) -> None:
         r = record
         params = (to_epoch(r.ts), r.session_id, r.platform, r.user_id, r.tool, int(r.ok), r.duration_ms)
-        await self._write(lambda c: _insert(c, _INSERT_TOOL_CALL, params))
+        await self._write(lambda c: _insert(c, q.INSERT_TOOL_CALL_SQL, params))
 
     async def usage_totals(
         self,
@@ -462,21 +478,12 @@ class SQLiteStore:
 _OPEN_SESSION = f"SELECT {SESSION_COLUMNS} FROM sessions WHERE conversation_key = ? AND closed_at IS NULL"
 _INSERT_TURN = (
     "INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread,"
-    " sender_id, text, event_id, status, created_at, updated_at, owner, reply_address, is_dm, sender_name)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sender_id, text, event_id, status, created_at, updated_at, owner, reply_address, is_dm, sender_name,"
+    " regenerates) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # Idempotent: a second delivery report keeps the first time.
 _MARK_DELIVERED = "UPDATE turns SET delivered_at = COALESCE(delivered_at, ?) WHERE id = ?"
 _ADD_SHOWN = "UPDATE turns SET shown = shown || ? WHERE id = ?"
-_INSERT_USAGE = (
-    "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
-    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-    " cost_usd, latency_ms, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_TOOL_CALL = (
-    "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 def _open_session(conn: sqlite3.Connection, ref: ConversationRef) -> SessionRecord:

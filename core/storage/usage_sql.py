@@ -48,6 +48,19 @@ _RAW_SUMS: Final = (
 )
 
 
+# `ok` is 0/1 on both backends; `regeneration` is 0/1 in SQLite and a boolean in PostgreSQL, so each
+# store passes its own form.
+INSERT_USAGE_SQL: Final = (
+    "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
+    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+    " cost_usd, latency_ms, ok, error, regeneration)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_TOOL_CALL_SQL: Final = (
+    "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+
 CLAIM_EVENT_SQL: Final = (
     "INSERT INTO events_seen (platform, event_id, seen_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 )

@@ -12,17 +12,19 @@ import json
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import discord_components as components
 from tests.fakes import discord_files
 from tests.fakes import discord_wire as wire
+from tests.fakes.discord_components import stored as components_stored
+from tests.fakes.discord_interactions import Interaction, InteractionRoutes
 from tests.fakes.discord_wire import ApiError, snowflake
 
 BOT_TOKEN = "fake-discord-bot-token.secret"
-INTERACTION_DEADLINE_S = 3.0
 
 
 @dataclass
@@ -33,20 +35,6 @@ class Call:
     status: int
     at: float
     owner: str  # interaction id for interaction/webhook routes, channel id for channel routes
-
-
-@dataclass
-class Interaction:
-    id: int
-    token: str
-    channel_id: int
-    guild_id: int | None
-    user_id: int
-    dispatched_at: float
-    state: str = "new"  # new -> deferred | responded
-    original_id: int | None = None
-    followup_ids: list[int] = field(default_factory=list)
-    first_content_at: float | None = None
 
 
 @dataclass
@@ -71,7 +59,7 @@ class ForcedFailure:
     body: dict[str, Any] | None = None
 
 
-class FakeRestApi:
+class FakeRestApi(InteractionRoutes):
     """REST half of FakeDiscord (which holds the state declared here and the gateway)."""
 
     application_id: int
@@ -116,6 +104,7 @@ class FakeRestApi:
             ("DELETE", r"/webhooks/(\d+)/([^/]+)/messages/(@original|\d+)", self._webhook_delete),
             ("POST", r"/webhooks/(\d+)/([^/]+)", self._webhook_send),
             ("POST", r"/channels/(\d+)/messages", self._channel_send),
+            ("GET", r"/channels/(\d+)/messages/(\d+)", self._channel_get),
             ("PATCH", r"/channels/(\d+)/messages/(\d+)", self._channel_edit),
             ("DELETE", r"/channels/(\d+)/messages/(\d+)", self._channel_delete),
             ("POST", r"/channels/(\d+)/typing", self._typing),
@@ -234,90 +223,6 @@ class FakeRestApi:
         self.commands[int(guild_id) if guild_id else None] = stored
         return stored
 
-    def _interaction(self, token: str) -> Interaction:
-        interaction = self.by_token.get(token)
-        if interaction is None:
-            raise unknown_webhook()
-        if self.tokens_expired:
-            raise ApiError(401, 50027, "Invalid Webhook Token")
-        return interaction
-
-    async def _callback(self, body: Any, interaction_id: str, token: str) -> dict[str, Any]:
-        interaction = self.interactions.get(int(interaction_id))
-        if interaction is None or interaction.token != token:
-            raise ApiError(404, 10062, "Unknown interaction")
-        if time.perf_counter() - interaction.dispatched_at > INTERACTION_DEADLINE_S:
-            raise ApiError(404, 10062, "Unknown interaction")
-        if interaction.state != "new":
-            raise ApiError(400, 40060, "Interaction has already been acknowledged.")
-        kind = body.get("type") if isinstance(body, dict) else None
-        data = (body or {}).get("data") or {}
-        if kind == 8:
-            _check_choices(data.get("choices"))
-            interaction.state = "responded"
-            return {"interaction": {"id": interaction_id, "type": 4}}
-        if kind not in (4, 5):
-            raise wire.form_error("type", "BASE_TYPE_CHOICES", f"Value must be one of (4, 5, 8); got {kind}.")
-        flags = int(data.get("flags") or 0)
-        if kind == 4:
-            wire.check_message_body(data, editing=False)
-            content, embeds = data.get("content") or "", data.get("embeds") or []
-        else:
-            content, embeds, flags = "", [], flags | wire.FLAG_LOADING
-        message = await self._create_message(
-            interaction.channel_id, content, embeds, flags, message_type=20, interaction=interaction
-        )
-        interaction.state = "deferred" if kind == 5 else "responded"
-        interaction.original_id = int(message["id"])
-        self._note_content(interaction, content)
-        return {
-            "interaction": {
-                "id": interaction_id,
-                "type": 2,
-                "response_message_id": message["id"],
-                "response_message_loading": kind == 5,
-                "response_message_ephemeral": bool(flags & wire.FLAG_EPHEMERAL),
-            },
-            "resource": {"type": kind} | ({"message": message} if kind == 4 else {}),
-        }
-
-    def _webhook_message(self, interaction: Interaction, message_id: str) -> dict[str, Any]:
-        wanted = interaction.original_id if message_id == "@original" else int(message_id)
-        if wanted is None or wanted not in self.messages:
-            raise unknown("Message", 10008)
-        if wanted != interaction.original_id and wanted not in interaction.followup_ids:
-            raise unknown("Message", 10008)
-        return self.messages[wanted]
-
-    async def _webhook_edit(self, body: Any, app_id: str, token: str, message_id: str) -> dict[str, Any]:
-        interaction = self._interaction(token)
-        message = self._webhook_message(interaction, message_id)
-        wire.check_message_body(body, editing=True)
-        updated = await self._edit(message, body)
-        self._note_content(interaction, updated["content"])
-        return updated
-
-    async def _webhook_delete(self, _body: Any, app_id: str, token: str, message_id: str) -> None:
-        interaction = self._interaction(token)
-        message = self._webhook_message(interaction, message_id)
-        del self.messages[int(message["id"])]
-
-    async def _webhook_send(self, body: Any, app_id: str, token: str) -> dict[str, Any]:
-        interaction = self._interaction(token)
-        if interaction.state == "new":
-            raise unknown_webhook()
-        wire.check_message_body(body, editing=False)
-        message = await self._create_message(
-            interaction.channel_id,
-            body.get("content") or "",
-            body.get("embeds") or [],
-            int(body.get("flags") or 0),
-            interaction=interaction,
-        )
-        interaction.followup_ids.append(int(message["id"]))
-        self._note_content(interaction, message["content"])
-        return message
-
     async def _channel_send(self, body: Any, channel_id: str) -> dict[str, Any]:
         if int(channel_id) not in self.channels:
             raise unknown("Channel", 10003)
@@ -330,6 +235,7 @@ class FakeRestApi:
         attachments = discord_files.attach(int(channel_id), body)
         for attachment in attachments:
             self.uploads[attachment["id"]] = files[attachment["filename"]]
+        components.check(body)
         reference = body.get("message_reference")
         if reference is not None:  # a reply: Discord resolves the reference into its own shape
             reference = {"type": 0, "channel_id": channel_id} | {
@@ -342,7 +248,14 @@ class FakeRestApi:
             0,
             attachments=attachments,
             reference=reference,
+            components=body.get("components"),
         )
+
+    async def _channel_get(self, _body: Any, channel_id: str, message_id: str) -> dict[str, Any]:
+        message = self.messages.get(int(message_id))
+        if message is None or message["channel_id"] != channel_id or message["flags"] & wire.FLAG_EPHEMERAL:
+            raise unknown("Message", 10008)
+        return message
 
     async def _channel_edit(self, body: Any, channel_id: str, message_id: str) -> dict[str, Any]:
         message = self.messages.get(int(message_id))
@@ -352,6 +265,7 @@ class FakeRestApi:
             # Ephemeral interaction replies are not reachable through the channel route either.
             raise ApiError(403, 50005, "Cannot edit a message authored by another user")
         wire.check_message_body(body, editing=True)
+        components.check(body)
         return await self._edit(message, body)
 
     async def _channel_delete(self, _body: Any, channel_id: str, message_id: str) -> None:
@@ -403,6 +317,7 @@ class FakeRestApi:
         interaction: Interaction | None = None,
         attachments: list[dict[str, Any]] | None = None,
         reference: dict[str, Any] | None = None,
+        components: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         channel = self.channels[channel_id]
         guild_id = int(channel["guild_id"]) if "guild_id" in channel else None
@@ -421,6 +336,7 @@ class FakeRestApi:
         )
         if reference is not None:
             payload |= {"type": 19, "message_reference": reference}
+        payload["components"] = components_stored(components)
         self.messages[int(payload["id"])] = payload
         if not flags & wire.FLAG_EPHEMERAL and self.session is not None:  # else no bot is connected
             await self.dispatch("MESSAGE_CREATE", payload)
@@ -432,6 +348,8 @@ class FakeRestApi:
             updated["content"] = body["content"] or ""
         if "embeds" in body:
             updated["embeds"] = body["embeds"] or []
+        if "components" in body:  # `[]` removes them; absent leaves them as they are
+            updated["components"] = components_stored(body["components"])
         updated["flags"] = message["flags"] & ~wire.FLAG_LOADING
         wire.check_editable_result(updated)
         updated["edited_timestamp"] = wire.iso_now()
@@ -439,12 +357,6 @@ class FakeRestApi:
         if not updated["flags"] & wire.FLAG_EPHEMERAL:
             await self.dispatch("MESSAGE_UPDATE", updated)
         return updated
-
-    def _note_content(self, interaction: Interaction, content: str) -> None:
-        if content and interaction.first_content_at is None:
-            interaction.first_content_at = time.perf_counter()
-            if self.on_content is not None:
-                self.on_content(interaction)
 
 
 def unknown(what: str, code: int) -> ApiError:
@@ -472,13 +384,3 @@ def _check_command(index: int, command: dict[str, Any]) -> None:
     for number, option in enumerate(command.get("options", [])):
         if not _NAME.match(option.get("name", "")) or not 1 <= len(option.get("description", "")) <= 100:
             raise wire.form_error(f"{index}.options.{number}", "BASE_TYPE_BAD_LENGTH", "Invalid option")
-
-
-def _check_choices(choices: Any) -> None:
-    if not isinstance(choices, list) or len(choices) > 25:
-        raise wire.form_error("data.choices", "BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
-    for number, choice in enumerate(choices):
-        if not 1 <= len(choice.get("name", "")) <= 100 or len(str(choice.get("value", ""))) > 100:
-            raise wire.form_error(
-                f"data.choices.{number}", "BASE_TYPE_BAD_LENGTH", "Must be 1-100 in length."
-            )

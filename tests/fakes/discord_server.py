@@ -25,8 +25,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tests.fakes import discord_wire as wire
+from tests.fakes.discord_events import InteractionEvents
 from tests.fakes.discord_files import FakeCdn
-from tests.fakes.discord_rest import BOT_TOKEN, Call, FakeRestApi, ForcedFailure, Interaction, Storm
+from tests.fakes.discord_interactions import Interaction
+from tests.fakes.discord_rest import BOT_TOKEN, Call, FakeRestApi, ForcedFailure, Storm
 from tests.fakes.discord_wire import snowflake
 from tests.ports import serve_on_free_port
 
@@ -43,7 +45,7 @@ class Session:
     shard: tuple[int, int] = (0, 1)  # (shard id, shard count) from IDENTIFY
 
 
-class FakeDiscord(FakeRestApi):
+class FakeDiscord(InteractionEvents, FakeRestApi):
     def __init__(self, *, guilds: int = 1, channels_per_guild: int = 1) -> None:
         self.port = 0
         self.application_id = snowflake()
@@ -155,84 +157,6 @@ class FakeDiscord(FakeRestApi):
         return wire.guild(guild_id, info["name"], self.alice, plain, threads, info["roles"], bot_member)
 
     # --- test helpers: events ----------------------------------------------------------------------
-
-    def _command(self, name: str, guild_id: int | None) -> dict[str, Any]:
-        for scope in (guild_id, None):
-            for command in self.commands.get(scope, []):
-                if command["name"] == name:
-                    return command
-        raise AssertionError(f"/{name} is not registered (guild {guild_id}); registered: {self.commands}")
-
-    def _author(self, user_id: int, guild_id: int | None) -> dict[str, Any]:
-        if guild_id is None:
-            return {"user": self.users[user_id]}
-        return {"member": wire.member(self.users[user_id], self.roles[user_id])}
-
-    async def slash(
-        self,
-        name: str,
-        options: dict[str, Any] | None = None,
-        *,
-        user: int | None = None,
-        channel: int | None = None,
-        interaction_type: int = 2,
-        focused: str | None = None,
-        registered: bool = True,
-    ) -> Interaction:
-        """Dispatch INTERACTION_CREATE for a registered slash command (type 2) or autocomplete (4).
-        Option types follow the values (str: STRING, bool: BOOLEAN, int: INTEGER, float: NUMBER), as a
-        client with an outdated command list may send them. `registered=False`: a command Discord
-        still shows but the bot does not have (an older sync)."""
-        user_id = user or self.alice
-        channel_payload = self.channels[channel or self.channel_id]
-        guild_id = int(channel_payload["guild_id"]) if "guild_id" in channel_payload else None
-        command = self._command(name, guild_id) if registered else {"id": str(snowflake())}
-        data: dict[str, Any] = {"id": command["id"], "name": name, "type": 1}
-        if command.get("guild_id"):
-            data["guild_id"] = command["guild_id"]
-        if options:
-            data["options"] = [
-                {"name": k, "type": wire.option_type(v), "value": v}
-                | ({"focused": True} if k == focused else {})
-                for k, v in options.items()
-            ]
-        interaction = Interaction(
-            snowflake(), secrets.token_urlsafe(48), int(channel_payload["id"]), guild_id, user_id, 0.0
-        )
-        payload: dict[str, Any] = {
-            "id": str(interaction.id),
-            "application_id": str(self.application_id),
-            "type": interaction_type,
-            "data": data,
-            "channel_id": channel_payload["id"],
-            "channel": channel_payload,
-            "token": interaction.token,
-            "version": 1,
-            "app_permissions": "2248473465835073",
-            "locale": "en-US",
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": str(guild_id)} if guild_id else {"1": str(user_id)},
-            "context": 0 if guild_id else 1,
-            "attachment_size_limit": 10485760,
-        } | self._author(user_id, guild_id)
-        if guild_id:
-            payload["guild_id"] = str(guild_id)
-            payload["guild_locale"] = "en-US"
-            payload["guild"] = {"id": str(guild_id), "locale": "en-US", "features": []}
-        self.interactions[interaction.id] = interaction
-        self.by_token[interaction.token] = interaction
-        interaction.dispatched_at = time.perf_counter()
-        await self.dispatch("INTERACTION_CREATE", payload)
-        return interaction
-
-    async def redispatch(self, interaction: Interaction) -> None:
-        """Send the last INTERACTION_CREATE for this interaction again (a duplicate delivery)."""
-        for session in self.sessions.values():  # also an earlier session (a restarted bot)
-            for event in session.events:
-                if event.get("t") == "INTERACTION_CREATE" and event["d"]["id"] == str(interaction.id):
-                    await self.dispatch("INTERACTION_CREATE", event["d"])
-                    return
-        raise AssertionError("interaction was never dispatched")
 
     async def user_message(
         self,

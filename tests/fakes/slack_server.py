@@ -32,16 +32,13 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 from aiohttp import web
 
+from tests.fakes.slack_actions import APP_ID, BOT_ID, BOT_USER, TEAM, block_actions, form_body, post_form
 from tests.fakes.slack_files import FileUploads
 from tests.fakes.slack_validate import SlackError, check_blocks, check_chunks, check_content
 
 BOT_TOKEN = "xoxb-fake-bot-token-000111222"
 APP_TOKEN = "xapp-fake-app-token-000111222"
 SIGNING_SECRET = "fake-signing-secret-000111222"
-TEAM = "T0FAKE"
-BOT_USER = "U0BOT"
-BOT_ID = "B0BOT"
-APP_ID = "A0APP"
 ALICE = "U0ALICE"
 
 
@@ -333,6 +330,31 @@ class FakeSlack(FileUploads):
         payload = self.command_payload(text, **kwargs)
         return await self._send_envelope("slash_commands", payload, accepts_response_payload=True)
 
+    def click_payload(
+        self, channel: str, ts: str, value: str, *, user: str = ALICE, user_name: str = "alice"
+    ) -> dict[str, Any]:
+        """The block_actions payload of `user` pressing the button with `value` on the bot's message
+        (it must show that button: see tests/fakes/slack_actions.py)."""
+        return block_actions(
+            self._message(channel, ts),
+            value,
+            user=user,
+            user_name=user_name,
+            port=self.port,
+            action_ts=self.new_ts(),
+        )
+
+    async def push_click(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Deliver a press over the websocket (an `interactive` envelope); returns the app's ack."""
+        return await self._send_envelope("interactive", dict(payload))
+
+    async def post_click(
+        self, url: str, payload: Mapping[str, Any], *, secret: str = SIGNING_SECRET
+    ) -> tuple[int, str]:
+        """Deliver a press to the Events API URL: a signed `payload=` form body."""
+        body = form_body(payload)
+        return await post_form(self.http, url, body, sign(body, secret))
+
     async def disconnect(self) -> None:
         """Ask the app to reconnect, as Slack does every few hours (`refresh_requested`)."""
         assert self._ws is not None
@@ -488,7 +510,10 @@ class FakeSlack(FileUploads):
         if message.streaming and time.monotonic() - message.stream_started <= self.stream_ttl_s:
             raise SlackError("cant_update_message")  # a stream is stopped before it is rewritten
         message.streaming = False
-        message.text, message.blocks = check_content(args), check_blocks(args.get("blocks"))
+        blocks = check_blocks(args.get("blocks"))
+        if "blocks" not in args and "markdown_text" not in args:
+            blocks = message.blocks  # Slack keeps a message's blocks (buttons too) unless given new ones
+        message.text, message.blocks = check_content(args), blocks
         message.edits += 1
         return {"channel": message.channel, "ts": message.ts, "text": message.text}
 

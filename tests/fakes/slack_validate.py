@@ -14,6 +14,12 @@ MAX_HEADER = 150  # header block plain_text
 MAX_FIELDS = 10  # section fields
 MAX_FIELD = 2_000  # one section field
 TASK_STATUSES = {"pending", "in_progress", "complete", "error"}
+MAX_ACTIONS = 25  # elements in an actions block
+MAX_CONTEXT_ACTIONS = 5  # elements in a context_actions block
+MAX_BUTTON_TEXT = 75  # button / feedback button / icon button text, accessibility labels
+MAX_ACTION_ID = 255  # action_id, block_id
+MAX_VALUE = 2_000  # a button's value
+ICONS = {"trash"}  # the only icon an icon_button may show so far
 
 
 class SlackError(Exception):
@@ -70,11 +76,79 @@ def check_blocks(raw: Any) -> list[dict[str, Any]] | None:
             text = block.get("text") or {}
             if text.get("type") != "plain_text" or not 1 <= len(str(text.get("text", ""))) <= MAX_HEADER:
                 raise SlackError("invalid_blocks")
+        elif kind == "actions":
+            _check_elements(block, MAX_ACTIONS, _check_button)
+        elif kind == "context_actions":
+            _check_elements(block, MAX_CONTEXT_ACTIONS, _check_context_action)
         elif kind != "divider":
+            raise SlackError("invalid_blocks")
+        if len(str(block.get("block_id", ""))) > MAX_ACTION_ID:
             raise SlackError("invalid_blocks")
     if sum(len(b.get("text", "")) for b in blocks if b.get("type") == "markdown") > MAX_MARKDOWN:
         raise SlackError("msg_blocks_too_long")
     return blocks
+
+
+def _check_elements(block: Mapping[str, Any], limit: int, check: Any) -> None:
+    """1..`limit` interactive elements, each checked by `check`, action_ids unique in the block."""
+    elements = block.get("elements")
+    if not isinstance(elements, list) or not 1 <= len(elements) <= limit:
+        raise SlackError("invalid_blocks")
+    ids = [element.get("action_id") for element in elements if isinstance(element, dict)]
+    if len(ids) != len(elements) or len([i for i in ids if i]) != len({i for i in ids if i}):
+        raise SlackError("invalid_blocks")  # not objects, or an action_id twice
+    for element in elements:
+        check(element)
+
+
+def _check_plain(text: Any, limit: int = MAX_BUTTON_TEXT) -> None:
+    if not isinstance(text, dict) or text.get("type") != "plain_text":
+        raise SlackError("invalid_blocks")
+    if not isinstance(text.get("text"), str) or not 1 <= len(text["text"]) <= limit:
+        raise SlackError("invalid_blocks")
+
+
+def _check_action_fields(element: Mapping[str, Any], *, value_required: bool = False) -> None:
+    action_id, value = element.get("action_id"), element.get("value")
+    if action_id is not None and (not isinstance(action_id, str) or not 1 <= len(action_id) <= MAX_ACTION_ID):
+        raise SlackError("invalid_blocks")
+    if (value is None and value_required) or (
+        value is not None and (not isinstance(value, str) or not 1 <= len(value) <= MAX_VALUE)
+    ):
+        raise SlackError("invalid_blocks")
+    label = element.get("accessibility_label")
+    if label is not None and (not isinstance(label, str) or len(label) > MAX_BUTTON_TEXT):
+        raise SlackError("invalid_blocks")
+
+
+def _check_button(element: Mapping[str, Any]) -> None:
+    """A button in an actions block: plain text ≤75, optional action_id/value, primary or danger."""
+    if element.get("type") != "button":
+        raise SlackError("invalid_blocks")  # the only interactive element the bot sends
+    _check_plain(element.get("text"))
+    _check_action_fields(element)
+    if "style" in element and element["style"] not in ("primary", "danger"):
+        raise SlackError("invalid_blocks")
+
+
+def _check_context_action(element: Mapping[str, Any]) -> None:
+    """feedback_buttons (a positive and a negative button, each with text and value) or icon_button."""
+    kind = element.get("type")
+    if kind == "feedback_buttons":
+        _check_action_fields(element)
+        for side in ("positive_button", "negative_button"):
+            half = element.get(side)
+            if not isinstance(half, dict) or set(half) - {"text", "value", "accessibility_label"}:
+                raise SlackError("invalid_blocks")
+            _check_plain(half.get("text"))
+            _check_action_fields(half, value_required=True)
+    elif kind == "icon_button":
+        if element.get("icon") not in ICONS:
+            raise SlackError("invalid_blocks")
+        _check_plain(element.get("text"))
+        _check_action_fields(element)
+    else:
+        raise SlackError("invalid_blocks")
 
 
 def _check_section(block: Mapping[str, Any]) -> None:

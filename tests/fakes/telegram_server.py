@@ -18,6 +18,8 @@ offset of every getUpdates call and `served` the update ids each one returned.
     fake.channel(-1009876543210, username="team_news")          # a channel the bot can post to
     mid = fake.user_says(fake.private_chat(42), "hello")        # an incoming message
     await fake.wait_for(lambda: fake.bot_messages(42))          # wait until the bot answered
+    qid = fake.press(42, message_id, fake.user(42), label="👍")  # a press on a button of that message
+    fake.callbacks.answers[qid]                                  # how the bot answered the press
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from tests.fakes.telegram_files import (
     uploaded,
     visible_caption,
 )
+from tests.fakes.telegram_keyboards import CallbackQueries, Keyboard, find_button, parse_keyboard
 
 BOT_ID = 7_000_000_001
 BOT_USERNAME = "teammate_bot"
@@ -54,7 +57,9 @@ TOKEN = "7000000001:AAFakeTokenForTests_abcdefghijklmnop"
 MAX_TEXT = 4096
 
 # Form fields the Bot API reads as plain strings; everything else is JSON-decoded, as PTB encodes it.
-_STRING_FIELDS = {"text", "parse_mode", "action", "url", "secret_token", "language_code", "caption"}
+_STRING_FIELDS = {
+    "text", "parse_mode", "action", "url", "secret_token", "language_code", "caption", "callback_query_id",
+}  # fmt: skip
 _ACTIONS = {"typing", "upload_photo", "record_video", "upload_video", "record_voice", "upload_voice"}
 _ALLOWED_TAGS = {
     "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre",
@@ -133,6 +138,11 @@ class BotMessage:
     sent_at: float
     edits: int = 0
     photo: Upload | None = None  # sendPhoto: the uploaded file; `text`/`markup` hold the caption
+    keyboard: Keyboard | None = None  # the inline keyboard it shows (reply_markup.inline_keyboard)
+
+    def buttons(self) -> list[tuple[str, str]]:
+        """(label, callback_data) of every button the message shows, row by row."""
+        return [(b["text"], str(b.get("callback_data", ""))) for row in self.keyboard or [] for b in row]
 
 
 @dataclass
@@ -197,6 +207,7 @@ class FakeTelegram:
         self.deleted: list[BotMessage] = []  # deleteMessage took these away
         self.commands: list[dict[str, Any]] = []  # the default scope's menu (everyone's)
         self.menus: dict[str, list[dict[str, Any]]] = {}  # every scope's menu: "default", "chat:42", ...
+        self.callbacks = CallbackQueries()  # button presses handed to the bot, and their answers
         self.files = FileStore()  # what users sent: getFile and /file/bot<token>/<file_path>
         self.webhook: dict[str, Any] | None = None
         self.deliveries: list[int] = []  # HTTP status of every webhook delivery
@@ -217,6 +228,10 @@ class FakeTelegram:
         self.stalled: set[str] = set()  # methods whose calls hang and never take effect
         self.missing: set[str] = set()  # methods this server does not know (an older Bot API): 404
         self._pending: deque[dict[str, Any]] = deque()
+        # The update types the bot asked for (getUpdates/setWebhook `allowed_updates`; None or empty:
+        # Telegram's default, every common type); updates of other types are withheld, not delivered.
+        self.allowed_updates: list[str] | None = None
+        self.withheld: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
         self._next_update = 100_000
         self._next_message: dict[int, int] = {}
@@ -366,7 +381,12 @@ class FakeTelegram:
         return message_id
 
     def push(self, update: dict[str, Any]) -> None:
-        """Queue a raw update (push the same one twice to simulate a redelivery)."""
+        """Queue a raw update (push the same one twice to simulate a redelivery). Like Telegram, an
+        update of a type the bot did not ask for (`allowed_updates`) is never delivered."""
+        kinds = set(update) - {"update_id"}
+        if self.allowed_updates and not kinds & set(self.allowed_updates):
+            self.withheld.append(update)
+            return
         self._pending.append(update)
         self._arrived.set()
 
@@ -375,6 +395,37 @@ class FakeTelegram:
         self._next_update += 1
         self.push({"update_id": self._next_update, **payload})
         return self._next_update
+
+    def press(
+        self,
+        chat_id: int,
+        message_id: int,
+        user: dict[str, Any],
+        *,
+        label: str | None = None,
+        action: str | None = None,
+    ) -> str:
+        """`user` presses a button the bot's message shows (by label, or a prefix of it, or by its
+        callback_data), delivered as Telegram does: a callback_query update. Returns the query id."""
+        message = self.messages.get((chat_id, message_id))
+        if message is None:
+            raise AssertionError(f"no bot message {message_id} in chat {chat_id}")
+        button = find_button(message.keyboard, label, action)
+        payload = self._message_json(chat_id, message_id)
+        replied = message.reply_to if message.reply_to is not None else message.thread_id
+        if replied is not None:  # one level deep, as Telegram nests it
+            payload["reply_to_message"] = self._message_json(chat_id, replied)
+        return self._push_press(user, payload, str(button["callback_data"]), chat_id)
+
+    def press_gone(self, chat_id: int, message_id: int, user: dict[str, Any], data: str) -> str:
+        """A press on a message Telegram no longer gives bots (deleted, too old): `date` 0, nothing else."""
+        chat = {k: v for k, v in self.chats[chat_id].items() if not k.startswith("_")}
+        return self._push_press(user, {"chat": chat, "message_id": message_id, "date": 0}, data, chat_id)
+
+    def _push_press(self, user: dict[str, Any], message: dict[str, Any], data: str, chat_id: int) -> str:
+        payload = self.callbacks.update(user, message, data, chat_id)
+        self.push_raw(payload)
+        return str(payload["callback_query"]["id"])
 
     def script_failure(
         self,
@@ -531,12 +582,21 @@ class FakeTelegram:
         if secret is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", str(secret)):
             raise bad_request("bad webhook: secret token contains unallowed characters")
         self.webhook = {"url": url, "secret_token": secret}
+        self._remember_allowed(params)
         if params.get("drop_pending_updates"):
             self._pending.clear()
         if self._deliverer is None:
             self._deliverer = asyncio.create_task(self._deliver())
         self._arrived.set()
         return True
+
+    def _remember_allowed(self, params: dict[str, Any]) -> None:
+        """`allowed_updates` applies from this call on; not given, the previous setting stays."""
+        allowed = params.get("allowed_updates")
+        if allowed is not None:
+            if not isinstance(allowed, list):
+                raise bad_request("can't parse allowed updates JSON array")
+            self.allowed_updates = [str(kind) for kind in allowed]
 
     async def _m_getWebhookInfo(self, params: dict[str, Any]) -> Any:
         url = self.webhook["url"] if self.webhook else ""
@@ -549,6 +609,7 @@ class FakeTelegram:
             raise ApiError(
                 409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook"
             )
+        self._remember_allowed(params)
         offset = _int(params.get("offset", 0))
         confirmed = []
         while self._pending and self._pending[0]["update_id"] < offset:
@@ -617,6 +678,7 @@ class FakeTelegram:
     async def _m_sendMessage(self, params: dict[str, Any]) -> Any:
         chat = self._chat(params)
         visible = _visible(params)
+        keyboard = parse_keyboard(params)
         thread = self._thread(chat, params)
         reply_to = self._reply_target(chat, params)
         message_id = self._mint_message_id(chat["id"])
@@ -630,6 +692,7 @@ class FakeTelegram:
             thread,
             reply_to,
             time.monotonic(),
+            keyboard=keyboard,
         )
         self.messages[(chat["id"], message_id)] = message
         self._by_chat.setdefault(chat["id"], []).append(message)
@@ -673,7 +736,9 @@ class FakeTelegram:
         if message is None:
             raise bad_request("message to edit not found")
         visible = _visible(params)
-        if str(params["text"]) == message.markup and params.get("parse_mode") == message.parse_mode:
+        keyboard = parse_keyboard(params)  # none given: the message's keyboard goes away
+        same = str(params["text"]) == message.markup and params.get("parse_mode") == message.parse_mode
+        if same and keyboard == message.keyboard:
             raise bad_request(
                 "message is not modified: specified new message content and reply markup are exactly "
                 "the same as a current content and reply markup of the message"
@@ -683,8 +748,12 @@ class FakeTelegram:
             str(params["text"]),
             params.get("parse_mode"),
         )
+        message.keyboard = keyboard
         message.edits += 1
         return self._message_json(chat["id"], message.message_id)
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        return self.callbacks.answer(params)
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -743,6 +812,8 @@ class FakeTelegram:
             body |= {"from": self.me, "text": sent.text}
             if sent.thread_id is not None:
                 body |= {"message_thread_id": sent.thread_id, "is_topic_message": True}
+            if sent.keyboard:
+                body["reply_markup"] = {"inline_keyboard": sent.keyboard}
         elif message_id in self.topics.get(chat_id, set()):
             body |= {"from": self.user(1), "forum_topic_created": {"name": "Topic", "icon_color": 7322096}}
         else:

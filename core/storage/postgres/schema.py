@@ -211,11 +211,80 @@ _DELIVERY: tuple[str, ...] = (
 
 _SHOWN: tuple[str, ...] = ("ALTER TABLE turns ADD COLUMN shown TEXT NOT NULL DEFAULT ''",)
 
+_CHOICE_STATUSES = "'pending', 'approved', 'denied', 'expired', 'cancelled'"
+
+_BUTTONS: tuple[str, ...] = (
+    f"""
+    CREATE TABLE choices (
+        id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        turn_id          BIGINT NOT NULL,
+        conversation_key TEXT   NOT NULL,
+        call_id          TEXT   NOT NULL,
+        tool             TEXT   NOT NULL,
+        arguments        TEXT   NOT NULL,
+        step             TEXT   NOT NULL,
+        requested_by     TEXT   NOT NULL,
+        status           TEXT   NOT NULL CHECK (status IN ({_CHOICE_STATUSES})),
+        created_at       DOUBLE PRECISION NOT NULL,
+        expires_at       DOUBLE PRECISION NOT NULL,
+        decided_by       TEXT   NOT NULL DEFAULT '',
+        decided_by_name  TEXT   NOT NULL DEFAULT '',
+        decided_at       DOUBLE PRECISION,
+        message_id       TEXT   NOT NULL DEFAULT '',
+        ran_at           DOUBLE PRECISION
+    )
+    """,
+    "CREATE INDEX choices_turn ON choices (turn_id)",
+    """
+    CREATE TABLE tool_grants (
+        conversation_key TEXT NOT NULL,
+        tool             TEXT NOT NULL,
+        granted_by       TEXT NOT NULL,
+        created_at       DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (conversation_key, tool)
+    )
+    """,
+    """
+    CREATE TABLE audit (
+        id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        ts               DOUBLE PRECISION NOT NULL,
+        platform         TEXT   NOT NULL,
+        conversation_key TEXT   NOT NULL,
+        turn_id          BIGINT,
+        asked_by         TEXT   NOT NULL,
+        tool             TEXT   NOT NULL,
+        arguments        TEXT   NOT NULL,
+        decision         TEXT   NOT NULL,
+        decided_by       TEXT   NOT NULL DEFAULT '',
+        waited_ms        DOUBLE PRECISION NOT NULL DEFAULT 0,
+        duration_ms      DOUBLE PRECISION NOT NULL DEFAULT 0,
+        outcome          TEXT   NOT NULL,
+        detail           TEXT   NOT NULL DEFAULT ''
+    )
+    """,
+    "CREATE INDEX audit_ts ON audit (ts)",
+    """
+    CREATE TABLE ratings (
+        turn_id BIGINT   NOT NULL,
+        user_id TEXT     NOT NULL,
+        rating  SMALLINT NOT NULL CHECK (rating IN (-1, 1)),
+        ts      DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (turn_id, user_id)
+    )
+    """,
+    "CREATE INDEX ratings_ts ON ratings (ts)",
+    # Constant defaults: no table rewrite (PostgreSQL 11+).
+    "ALTER TABLE turns ADD COLUMN regenerates BIGINT NOT NULL DEFAULT 0,"
+    " ADD COLUMN model TEXT NOT NULL DEFAULT ''",
+    "CREATE INDEX turns_conversation ON turns (conversation_key, id)",
+    "ALTER TABLE usage ADD COLUMN regeneration BOOLEAN NOT NULL DEFAULT false",
+)
+
 # The same versions and names as SQLite's (defined there once), with PostgreSQL's statements.
 MIGRATIONS: Final[tuple[Migration, ...]] = tuple(
     Migration(sqlite.version, sqlite.name, statements)
     for sqlite, statements in zip(
-        SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS, _DELIVERY, _SHOWN), strict=True
+        SQLITE_MIGRATIONS, (_INITIAL, _REPORTS, _FLEET, _LINKS, _DELIVERY, _SHOWN, _BUTTONS), strict=True
     )
 )
 

@@ -9,6 +9,7 @@ across replicas and taking over a dead replica's turns go through `Fleet` (fleet
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -34,11 +35,13 @@ from core.storage.base import (
     UsageRecord,
     UsageTotals,
 )
+from core.storage.choices_sql import ChoiceMethods
 from core.storage.postgres.fleet import OWNER_ALIVE_SQL, Fleet
 from core.storage.postgres.schema import migrate
 from core.storage.rows import (
     SESSION_COLUMNS,
     TURN_COLUMNS,
+    Row,
     from_epoch,
     ref_parts,
     session_from_row,
@@ -60,14 +63,15 @@ _OPEN_SESSION_HEAD = (
     " (SELECT MAX(m.id) FROM messages m WHERE m.session_id = s.id AND m.compacted = 0)"
     " FROM sessions s WHERE conversation_key = $1 AND closed_at IS NULL"
 )
-# Messages (and optionally their turn's status and answer) in one statement. `locked` takes the session
+# Messages (and optionally their turn's status, answer and model) in one statement. `locked` takes the session
 # row first (the scalar subquery runs before any row is inserted), so appends to one session queue there:
 # each append's ids are consecutive and id order is commit order (identity values are handed out per row,
 # so two concurrent inserts would interleave). When a turn is named but missing, nothing is inserted.
 _APPEND = """
 WITH locked AS (SELECT id FROM sessions WHERE id = $1 FOR NO KEY UPDATE),
 turn AS (
-    UPDATE turns SET status = $6, updated_at = $5, answer = COALESCE($8::TEXT, answer)
+    UPDATE turns SET status = $6, updated_at = $5, answer = COALESCE($8::TEXT, answer),
+        model = COALESCE($9::TEXT, model)
     WHERE id = $7::BIGINT RETURNING id
 ),
 added AS (
@@ -114,8 +118,8 @@ opened AS (
 session AS (SELECT id FROM found UNION ALL SELECT id FROM opened),
 turn AS (
     INSERT INTO turns (session_id, conversation_key, platform, workspace, channel, thread, sender_id, text,
-        event_id, status, created_at, updated_at, owner, reply_address, is_dm, sender_name)
-    SELECT id, $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10, $11, $12, $13 FROM session
+        event_id, status, created_at, updated_at, owner, reply_address, is_dm, sender_name, regenerates)
+    SELECT id, $1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10, $11, $12, $13, $14 FROM session
     RETURNING id, session_id
 )
 SELECT id, session_id FROM turn
@@ -136,16 +140,8 @@ _ADOPT_TURNS = _ADOPT.format(
 _ADOPT_UNDELIVERED = _ADOPT.format(
     where="t.answer IS NOT NULL AND t.delivered_at IS NULL AND t.platform = $2 AND t.created_at >= $3"
 )
-_INSERT_USAGE = (
-    "INSERT INTO usage (ts, provider, model, platform, workspace, channel, user_id, session_id,"
-    " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-    " cost_usd, latency_ms, ok, error)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-)
-_INSERT_TOOL_CALL = (
-    "INSERT INTO tool_calls (ts, session_id, platform, user_id, tool, ok, duration_ms)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
+_INSERT_USAGE = q.numbered(q.INSERT_USAGE_SQL)
+_INSERT_TOOL_CALL = q.numbered(q.INSERT_TOOL_CALL_SQL)
 _CLAIM_EVENT = q.numbered(q.CLAIM_EVENT_SQL)
 _LINK_MESSAGE = q.numbered(q.LINK_MESSAGE_SQL)
 _LINKED_THREAD = q.numbered(q.LINKED_THREAD_SQL)
@@ -156,7 +152,7 @@ _CONVERSATIONS = q.numbered(q.CONVERSATIONS_SQL)
 _TOOL_TOTALS = q.numbered(q.TOOL_TOTALS_SQL)
 
 
-class PostgresStore:
+class PostgresStore(ChoiceMethods):
     """`Store` on a PostgreSQL database shared by any number of bot processes."""
 
     shared = True
@@ -227,6 +223,12 @@ class PostgresStore:
         if self._pool is None:
             raise RuntimeError("store is not open; await store.open() first")
         return self._pool
+
+    async def _fetch(self, sql: str, params: Sequence[Any], *, write: bool) -> list[Row]:
+        return list(await self._db().fetch(_numbered(sql), *params))  # one statement: atomic by itself
+
+    async def _change(self, sql: str, params: Sequence[Any]) -> int:
+        return _count(await self._db().execute(_numbered(sql), *params))
 
     def _fleet_member(self) -> Fleet:
         if self._fleet is None:
@@ -304,18 +306,19 @@ class PostgresStore:
         turn_id: int | None = None,
         turn_status: TurnStatus | None = None,
         answer: str | None = None,
+        model: str | None = None,
     ) -> list[int]:
         if (turn_id is None) != (turn_status is None):
             raise ValueError("turn_id and turn_status must be given together")
-        if answer is not None and turn_id is None:
-            raise ValueError("an answer needs the turn_id (and turn_status) it belongs to")
+        if (answer is not None or model is not None) and turn_id is None:
+            raise ValueError("an answer or model needs the turn_id (and turn_status) it belongs to")
         # Serialise before touching the database: a bad message fails fast and holds nothing.
         roles = [m.role for m, _ in messages]
         contents = [message_to_json(m) for m, _ in messages]
         tokens = [t for _, t in messages]
         now = time.time()
         # One statement, so one round trip and atomic by itself.
-        params = (session_id, roles, contents, tokens, now, turn_status, turn_id, answer)
+        params = (session_id, roles, contents, tokens, now, turn_status, turn_id, answer, model)
         row = await self._db().fetchrow(_APPEND, *params)
         assert row is not None  # the final SELECT always yields one row
         if turn_id is not None and row[1] != 1:
@@ -364,12 +367,13 @@ class PostgresStore:
         reply_address: str = "",
         is_dm: bool = False,
         sender_name: str = "",
+        regenerates: int = 0,
     ) -> TurnRecord | None:
         now = time.time()
         row = await self._db().fetchrow(
             _ADMIT_TURN,
             *(ref.key, *ref_parts(ref), sender_id, text, event_id, now, self.owner),
-            *(reply_address, is_dm, sender_name),
+            *(reply_address, is_dm, sender_name, regenerates),
         )
         if row is None:
             return None  # already claimed: a redelivery, or another replica got it first
@@ -378,6 +382,7 @@ class PostgresStore:
             reply_address=reply_address,
             is_dm=is_dm,
             sender_name=sender_name,
+            regenerates=regenerates,
         )
 
     async def set_turn_status(self, turn_id: int, status: TurnStatus) -> None:
@@ -426,7 +431,7 @@ class PostgresStore:
             *(to_epoch(r.ts), r.provider, r.model, r.platform, r.workspace, r.channel),
             *(r.user_id, r.session_id, r.input_tokens, r.output_tokens),
             *(r.cache_read_tokens, r.cache_write_tokens, r.cost_usd, r.latency_ms),
-            *(int(r.ok), r.error),
+            *(int(r.ok), r.error, r.regeneration),
         )
 
     async def record_tool_call(self, record: ToolCallRecord) -> None:
@@ -490,6 +495,12 @@ async def _open_session(conn: asyncpg.Connection | Any, ref: ConversationRef) ->
             row = await conn.fetchrow(_INSERT_SESSION, ref.key, *ref_parts(ref), time.time())
         if row is not None:
             return session_from_row(row)
+
+
+@functools.cache
+def _numbered(sql: str) -> str:
+    """The shared SQL's `?` placeholders numbered, once per statement text."""
+    return q.numbered(sql)
 
 
 def _count(status: str) -> int:
