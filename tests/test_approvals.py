@@ -8,7 +8,6 @@ import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from bot.app import Core, open_core
 from bot.config import Settings
@@ -16,27 +15,12 @@ from core.actions import ApprovalAction, Click, FeedbackAction, RegenerateAction
 from core.inbound import ConversationRef, Sender
 from core.present import Outcome
 from core.surface import Surface
-from core.tools.base import Tool, ToolContext
 from core.tools.policy import ToolPolicy
+from tests.approvalkit import Notes
 from tests.corekit import REF, RecordingSurface, eventually, message
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
 SettingsFor = Callable[..., Settings]
-SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
-
-
-class Notes:
-    """An acting tool (it "posts a note"): counts how often it really ran."""
-
-    def __init__(self) -> None:
-        self.posted: list[str] = []
-
-    def tool(self) -> Tool:
-        async def post_note(args: dict[str, Any], ctx: ToolContext) -> str:
-            self.posted.append(str(args["text"]))
-            return "posted"
-
-        return Tool("post_note", "posts a note", SCHEMA, post_note)  # read_only=False: asks by default
 
 
 def script_tool_then_answer(server: FakeLLMServer, text: str = "hello team") -> None:

@@ -13,30 +13,15 @@ from adapters.console.adapter import WAITS, ConsoleAdapter
 from adapters.console.buttons import CARD_HELP, CARD_PROMPT, RATE_HINT
 from bot.app import Core, open_core
 from bot.config import Settings
-from core.tools.base import Tool, ToolContext
+from tests.approvalkit import Notes
 from tests.fakes.llm_server import FakeLLMServer, Reply
 
 SettingsFor = Callable[..., Settings]
-SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 
 
 class TerminalStream(io.StringIO):
     def isatty(self) -> bool:
         return True
-
-
-class Notes:
-    """An acting tool (read_only=False, so it asks by default); remembers what really ran."""
-
-    def __init__(self) -> None:
-        self.posted: list[str] = []
-
-    def tool(self) -> Tool:
-        async def post_note(args: dict[str, Any], ctx: ToolContext) -> str:
-            self.posted.append(str(args["text"]))
-            return "posted"
-
-        return Tool("post_note", "posts a note", SCHEMA, post_note)
 
 
 class Screen:

@@ -19,7 +19,7 @@ from adapters.discord.components import ButtonRow
 from bot.config import Settings
 from core.actions import Buttons, answer_buttons, approval_buttons
 from core.storage.base import RatingTotals
-from core.tools.base import Tool, ToolContext
+from tests.approvalkit import Notes
 from tests.discordkit import Bot, fake, running_bot
 from tests.fakes import discord_components
 from tests.fakes.discord_server import FakeDiscord, Interaction
@@ -29,22 +29,7 @@ from tests.fakes.llm_server import FakeLLMServer, Reply
 __all__ = ["fake"]  # the fixture (tests/discordkit.py)
 
 SettingsFor = Callable[..., Settings]
-SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 FEEDBACK = ["👍", "👎", "🔄 Regenerate"]
-
-
-class Notes:
-    """An acting tool: counts how often it really ran."""
-
-    def __init__(self) -> None:
-        self.posted: list[str] = []
-
-    def tool(self) -> Tool:
-        async def post_note(args: dict[str, Any], ctx: ToolContext) -> str:
-            self.posted.append(str(args["text"]))
-            return "posted"
-
-        return Tool("post_note", "posts a note", SCHEMA, post_note)  # read_only=False: asks by default
 
 
 def labels(fake: FakeDiscord, message_id: int | str) -> list[str]:

@@ -25,7 +25,8 @@ from bot.http import HttpServer
 from core.actions import ApprovalAction, FeedbackAction, RegenerateAction, answer_buttons, parse_action
 from core.adapter import AdapterContext
 from core.inbound import ConversationRef
-from core.tools.base import Tool, ToolContext
+from core.tools.base import Tool
+from tests.approvalkit import Notes
 from tests.corekit import RecordingObserver
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.slack_actions import buttons_of
@@ -44,22 +45,7 @@ from tests.fakes.slack_validate import SlackError, check_blocks
 
 CHANNEL = "C0GENERAL"
 BOB = "U0BOB"
-SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 MANIFEST = Path(__file__).resolve().parent.parent / "deploy" / "slack" / "manifest.yaml"
-
-
-class Notes:
-    """An acting tool (read_only=False, so it asks by default) that counts how often it really ran."""
-
-    def __init__(self) -> None:
-        self.posted: list[str] = []
-
-    def tool(self) -> Tool:
-        async def post_note(args: dict[str, Any], ctx: ToolContext) -> str:
-            self.posted.append(str(args["text"]))
-            return "posted"
-
-        return Tool("post_note", "posts a note", SCHEMA, post_note)
 
 
 @dataclass

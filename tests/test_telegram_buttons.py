@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from adapters.telegram.clicks import GONE
 from bot.config import Settings
 from core.actions import parse_action
 from core.clicks import NOT_MINE
-from core.tools.base import Tool, ToolContext
+from tests.approvalkit import Notes
 from tests.fakes.llm_server import FakeLLMServer, Reply
 from tests.fakes.telegram_keyboards import CallbackAnswer
 from tests.fakes.telegram_server import BOT_USERNAME, BotMessage, FakeTelegram
@@ -25,22 +24,7 @@ SettingsFor = Callable[..., Settings]
 ALICE = 42
 MALLORY = 666
 GROUP = -1001234567890
-SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 FEEDBACK_LABELS = ["👍", "👎", "🔄 Regenerate"]
-
-
-class Notes:
-    """An acting tool (read_only=False: it asks first by default) that counts how often it really ran."""
-
-    def __init__(self) -> None:
-        self.posted: list[str] = []
-
-    def tool(self) -> Tool:
-        async def post_note(args: dict[str, Any], ctx: ToolContext) -> str:
-            self.posted.append(str(args["text"]))
-            return "posted"
-
-        return Tool("post_note", "posts a note", SCHEMA, post_note)
 
 
 def script_tool_then_answer(server: FakeLLMServer) -> None:
