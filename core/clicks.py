@@ -14,20 +14,20 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 
+from core import regenerate
 from core.access import AccessPolicy
 from core.actions import ApprovalAction, Click, ClickReply, FeedbackAction, RegenerateAction, parse_action
 from core.approvals import ApprovalDesk, decided_text, may_decide
 from core.delivery import FinalRetry, Pressure, deliver
-from core.inbound import ConversationRef, InboundMessage
+from core.inbound import InboundMessage
 from core.storage.base import ChoiceRecord, ChoiceStatus, Store, TurnRecord
-from core.surface import DeliveryError, Surface
+from core.surface import DeliveryError, SurfaceFor
 
 log = logging.getLogger(__name__)
 
 NOT_MINE = "That button is not one I know (it may be from an older version of me)."
 CARD_RETRY = FinalRetry(deadline_s=30.0)
 
-SurfaceFor = Callable[[ConversationRef, str], Surface]
 # Starts a regenerated answer of a turn for the presser: the router's (it owns turns).
 Regenerate = Callable[[TurnRecord, Click, SurfaceFor], Awaitable[ClickReply]]
 
@@ -78,12 +78,9 @@ class ClickDesk:
                 return ClickReply("Thanks for the 👍, noted.")
             return ClickReply("Thanks, noted 👎. Tell me in a reply what was wrong and I will try again.")
         assert isinstance(action, RegenerateAction)
-        if not self._may_act_for(turn.sender_id, who):
-            return ClickReply("Only the person who asked, or an admin, can regenerate this answer.", True)
+        if not regenerate.may_regenerate(turn, who, self._access):
+            return ClickReply(regenerate.NOT_YOURS, refused=True)
         return await self._regenerate(turn, click, surfaces)
-
-    def _may_act_for(self, asker: str, who: InboundMessage) -> bool:
-        return who.sender.id == asker or self._access.is_admin(who)
 
     async def _approval(
         self, action: ApprovalAction, click: Click, who: InboundMessage, surfaces: SurfaceFor

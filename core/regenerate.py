@@ -8,6 +8,8 @@ it has ended; usage rows of the new answer are marked as a regeneration.
 
 from __future__ import annotations
 
+from core.access import AccessPolicy
+from core.inbound import InboundMessage
 from core.sessions import SessionManager, SessionState
 from core.storage.base import Store, TurnRecord
 
@@ -16,7 +18,13 @@ NOT_LATEST = "Only the latest answer in a conversation can be regenerated."
 NOTHING = "There is no answer here to regenerate yet."
 NOT_DONE = "That answer is still being written; regenerate it once it is done."
 RESET = "This conversation was started afresh (/new) since that answer, so it cannot be regenerated."
+NOT_YOURS = "Only the person who asked, or an admin, can regenerate this answer."
 COMMAND_NAMES = ("regenerate", "retry")
+
+
+def may_regenerate(turn: TurnRecord, who: InboundMessage, access: AccessPolicy) -> bool:
+    """The person who asked, or an admin (the button and the command alike)."""
+    return who.sender.id == turn.sender_id or access.is_admin(who)
 
 
 async def refusal(store: Store, sessions: SessionManager, turn: TurnRecord | None) -> str | None:

@@ -36,7 +36,6 @@ from core.events import (
 )
 from core.inbound import (
     DEFAULT_MAX_MESSAGE_CHARS,
-    ConversationRef,
     InboundMessage,
     Sender,
     cut_to,
@@ -51,7 +50,7 @@ from core.present import Outcome, Presenter
 from core.providers.pool import ProviderPool
 from core.sessions import SessionManager, SessionState
 from core.storage.base import Store, TurnRecord
-from core.surface import Surface
+from core.surface import Surface, SurfaceFor
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +66,6 @@ SHOW_AGAIN_POLL_S = 0.5
 # The notice kind of "your message was cut": a lasting one, shown under the answer.
 CUT_NOTICE: NoticeKind = "cut"
 
-# Builds the reply surface of a stored turn (its conversation and the adapter's reply address).
-SurfaceFor = Callable[[ConversationRef, str], Surface]
 # Wraps the event stream of one message (metrics); must yield every event it is given.
 EventObserver = Callable[[InboundMessage, AsyncIterator[AgentEvent]], AsyncIterator[AgentEvent]]
 
@@ -296,9 +293,9 @@ class Router:
         try:
             latest = await self._store.turn_before(message.ref.key, regenerate.NEWEST)
             refusal = await regenerate.refusal(self._store, self._sessions, latest)
-            theirs = latest is None or latest.sender_id == message.sender.id
-            if refusal is None and not theirs and not self._policy.is_admin(message):
-                refusal = "Only the person who asked, or an admin, can regenerate this answer."
+            theirs = latest is None or regenerate.may_regenerate(latest, message, self._policy)
+            if refusal is None and not theirs:
+                refusal = regenerate.NOT_YOURS
         except Exception:
             log.exception("could not look up the answer to regenerate")
             return Admission(message, reply=TurnFailed("internal_error", BROKEN_REPLY))

@@ -15,12 +15,13 @@ approval card, an interim part that is no longer the last).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from core.actions import Buttons
 from core.events import ToolFinished, ToolStarted
+from core.inbound import ConversationRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +164,8 @@ class Surface(Protocol):
         (a spent budget): the presenter then skips what is optional, so the final text is not queued
         behind stale interim updates."""
         ...
+
+
+# An adapter's `surface_for`: the reply surface of a conversation, from the reply address it stored with
+# the message (redelivery after a restart, approval cards, regenerated answers).
+SurfaceFor = Callable[[ConversationRef, str], Surface]

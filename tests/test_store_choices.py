@@ -5,7 +5,7 @@ in memory and PostgreSQL (tests/pgserver.py), as in tests/test_store.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,22 +23,14 @@ from core.storage.migrations import MIGRATIONS, migrate
 from core.storage.postgres import PostgresStore
 from core.storage.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from core.storage.postgres.schema import migrate as pg_migrate
-from tests.test_store import ALL_BACKENDS, OTHER_REF, REF, opened
+from tests.test_store import OTHER_REF, REF, opened
+from tests.test_store_delivery import store
+
+__all__ = ["store"]  # the store fixture, on every backend
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LATER = NOW + timedelta(minutes=10)
 STEP = '{"role": "assistant", "content": []}'
-
-
-@pytest.fixture(params=ALL_BACKENDS)
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "postgres":
-        instance: Store = open_store(request.getfixturevalue("postgres_url"))
-    else:
-        instance = SQLiteStore(":memory:" if request.param == "sqlite-memory" else str(tmp_path / "bot.db"))
-    await instance.open()
-    yield instance
-    await instance.close()
 
 
 async def raw(store: Store, sql: str) -> list[tuple[Any, ...]]:

@@ -11,7 +11,7 @@ view held in memory, so a button works after a restart and on any replica.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import discord
 
@@ -19,17 +19,14 @@ from adapters.discord.format import to_discord
 from adapters.discord.inbound import RecentIds, place_of, sender_of
 from adapters.discord.surfaces import MAX_CHARS
 from core.actions import Click
-from core.inbound import ConversationRef
 from core.router import Router
-from core.surface import Surface
+from core.surface import SurfaceFor
 
 log = logging.getLogger(__name__)
 
 ALREADY_ACKNOWLEDGED = 40060
 UNKNOWN_INTERACTION = 10062  # expired (past 3 s) or never existed
 MAX_DETAIL = 200
-
-SurfaceFor = Callable[[ConversationRef, str], Surface]
 
 
 def click_of(interaction: discord.Interaction) -> Click | None:

@@ -9,6 +9,7 @@ numbers them with `usage_sql.numbered`). Timestamps are epoch seconds in both sc
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final, cast
@@ -185,16 +186,16 @@ def check_rating(rating: int) -> None:
         raise ValueError(f"a rating is +1 or -1, not {rating!r}")
 
 
-class ChoiceMethods:
+class ChoiceMethods(ABC):
     """The migration-7 `Store` methods, written once for both backends on two primitives each backend
     provides: `_fetch` (rows of a statement; `write` says whether it changes anything, which SQLite
     routes through group commit) and `_change` (rows a statement changed). SQL uses `?` placeholders."""
 
-    async def _fetch(self, sql: str, params: Sequence[Any], *, write: bool) -> list[Row]:
-        raise NotImplementedError
+    @abstractmethod
+    async def _fetch(self, sql: str, params: Sequence[Any], *, write: bool) -> list[Row]: ...
 
-    async def _change(self, sql: str, params: Sequence[Any]) -> int:
-        raise NotImplementedError
+    @abstractmethod
+    async def _change(self, sql: str, params: Sequence[Any]) -> int: ...
 
     # Choices
 
